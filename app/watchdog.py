@@ -1,0 +1,120 @@
+"""Finds downloads whose work-horse died and puts them right within seconds, not RQ's minutes.
+
+A ``downloading`` record whose heartbeat key expired is dead: it is queued again (a new job, attempt+1)
+until ``max_attempts``, then ``failed``. A ``queued`` or ``removing`` record whose RQ job vanished is
+enqueued again. One pass runs at a time across all processes (a Redis lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from app.errors import ModelDepotError
+from app.jobqueue import JobQueue, new_job_id
+from app.records import ModelRecord, Status
+from app.settings import Settings
+from app.store import LogEntry, Store, Unchanged
+
+log = logging.getLogger(__name__)
+
+_MISSING_JOB_GRACE_S = 10.0
+
+
+class Watchdog(threading.Thread):
+    def __init__(self, store: Store, jobs: JobQueue, settings: Settings, *, interval: float = 1.0,
+                 persist: Callable[[], None] | None = None) -> None:
+        super().__init__(name="modeldepot-watchdog", daemon=True)
+        self.store = store
+        self.persist = persist
+        self.jobs = jobs
+        self.settings = settings
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.run_once()
+            except ModelDepotError as e:
+                log.warning("watchdog pass skipped: %s", e)
+            except Exception:
+                log.exception("watchdog pass failed")
+
+    def run_once(self) -> int:
+        """One pass over every record; returns how many it fixed."""
+        lock = self.store.redis.lock(self.store.keys.watchdog_lock, timeout=30, blocking=False)
+        if not lock.acquire(blocking=False):
+            return 0
+        try:
+            return sum(self._check(name, raw) for name, raw in self.store.read_state().models.items())
+        finally:
+            lock.release()
+
+    def _check(self, name: str, raw: dict[str, object]) -> int:
+        record = ModelRecord.model_validate(raw)
+        age = time.time() - record.updated_at
+        if record.status is Status.DOWNLOADING and record.job_id and age > self.settings.heartbeat_ttl:
+            if not self.store.redis.exists(self.store.keys.heartbeat(record.job_id)):
+                return self._revive(name, record.job_id)
+        if record.status is Status.DOWNLOADING and record.cancel_requested and record.job_id and age > 5:
+            self.jobs.stop_running(record.job_id)  # the first stop command may have been lost
+        if record.status in (Status.QUEUED, Status.REMOVING) and record.job_id and age > _MISSING_JOB_GRACE_S:
+            if not self.jobs.exists(record.job_id):
+                return self._reenqueue(name, record)
+        return 0
+
+    def _revive(self, name: str, dead_job: str) -> int:
+        new_job = new_job_id("dl")
+        decided: list[ModelRecord] = []
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.job_id != dead_job or current.status is not Status.DOWNLOADING:
+                raise Unchanged
+            record, entry = _after_death(name, current, new_job, self.settings.max_attempts)
+            decided.append(record)
+            return record, entry
+
+        if self.store.update(name, mutate) is None:
+            return 0
+        record = decided[0]
+        if record.status is Status.QUEUED:
+            self.jobs.enqueue_download(name, new_job)
+        else:
+            self.jobs.enqueue_discard(record.repo_id, record.commit)
+            if self.persist is not None:
+                self.persist()
+        return 1
+
+    def _reenqueue(self, name: str, record: ModelRecord) -> int:
+        assert record.job_id is not None
+        log.warning("job %s of %s vanished from RQ; enqueueing it again", record.job_id, name)
+        if record.status is Status.QUEUED:
+            self.jobs.enqueue_download(name, record.job_id)
+        else:
+            self.jobs.enqueue_remove(name, record.job_id)
+        self.store.append_log(LogEntry("watchdog", f"re-enqueued the lost job of {name}", level="warning"))
+        return 1
+
+
+def _after_death(name: str, current: ModelRecord, new_job: str,
+                 max_attempts: int) -> tuple[ModelRecord, LogEntry]:
+    now = time.time()
+    if current.cancel_requested:
+        return current.model_copy(update={"status": Status.CANCELLED, "finished_at": now, "speed_bps": 0.0,
+                                          "eta_s": None}), LogEntry("watchdog", f"cancelled download of {name}")
+    if current.attempt < max_attempts:
+        record = current.model_copy(update={"status": Status.QUEUED, "job_id": new_job,
+                                            "attempt": current.attempt + 1, "speed_bps": 0.0, "eta_s": None})
+        return record, LogEntry("watchdog", f"the worker downloading {name} died; retrying (attempt "
+                                            f"{current.attempt + 1} of {max_attempts})", level="warning")
+    reason = (f"the download worker died {current.attempt} times while downloading; check the workers' "
+              "logs and memory, then Retry")
+    record = current.model_copy(update={"status": Status.FAILED, "error": reason, "finished_at": now,
+                                        "speed_bps": 0.0, "eta_s": None})
+    return record, LogEntry("watchdog", f"download of {name} failed: {reason}", level="error")

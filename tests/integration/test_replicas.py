@@ -1,0 +1,163 @@
+"""Replicas in separate processes against a real redis-server: convergence, kills, restarts, snapshots."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from app.controller import Controller
+from app.settings import Settings
+from app.snapshot import persist, write_file
+from tests.redis_server import RedisServer
+
+CTX = mp.get_context("spawn")
+
+
+def _settings(url: str, data_dir: Path) -> Settings:
+    return Settings(redis_url=url, data_dir=data_dir)
+
+
+def _replica_process(url: str, data_dir: str, index: int, writes: int, out: Any, go: Any) -> None:
+    controller = Controller(_settings(url, Path(data_dir)))
+    go.wait(10)
+    for i in range(writes):
+        name = f"org{index}/model{i % 7}"
+        if name in controller.models and controller.models[name]["status"] == "queued":
+            controller.cancel_download(name, requested_by=f"p{index}")
+        else:
+            controller.download_model(name, requested_by=f"p{index}")
+        controller.add_log(f"p{index} wrote {i}")
+    deadline = time.monotonic() + 20
+    target = None
+    while time.monotonic() < deadline:
+        target = controller.store.read_version()
+        if controller.version >= target and target >= writes * 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    out.put((index, controller.version, controller.fetch_models(), controller.get_logs()))
+    controller.close()
+
+
+def _redis_view(url: str, data_dir: Path) -> tuple[int, list[dict[str, Any]], list[str]]:
+    controller = Controller(_settings(url, data_dir), listen=False)
+    return controller.version, controller.fetch_models(), controller.get_logs()
+
+
+def _wait_converged(controllers: list[Controller], url: str, data_dir: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        version, models, _ = _redis_view(url, data_dir)
+        if all(c.version == version and c.fetch_models() == models for c in controllers):
+            return
+        time.sleep(0.1)
+    raise AssertionError("replicas did not converge")
+
+
+def test_replicas_in_separate_processes_converge(redis_url: str, data_dir: Path) -> None:
+    out, go = CTX.Queue(), CTX.Event()
+    procs = [CTX.Process(target=_replica_process, args=(redis_url, str(data_dir), i, 40, out, go))
+             for i in range(3)]
+    for p in procs:
+        p.start()
+    time.sleep(2)
+    go.set()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    version, models, logs = _redis_view(redis_url, data_dir)
+    for _index, v, m, lg in results:
+        assert v == version
+        assert m == models
+        assert lg == logs
+    assert len(models) == 21 and version >= 240
+
+
+def test_client_kill_and_restart_lose_no_update(redis_server: RedisServer, redis_url: str,
+                                                data_dir: Path) -> None:
+    settings = _settings(redis_url, data_dir)
+    replicas = [Controller(settings) for _ in range(2)]
+    writer = Controller(settings)
+    admin = redis.Redis.from_url(redis_url)
+    for i in range(60):
+        writer.download_model(f"org/m{i}")
+        if i == 20:
+            admin.client_kill_filter(_type="pubsub")
+        if i == 40:
+            redis_server.restart()  # append-only persistence keeps every acknowledged write
+    _wait_converged([*replicas, writer], redis_url, data_dir)
+    assert len(replicas[0].fetch_models()) == 60
+    for c in [*replicas, writer]:
+        c.close()
+
+
+def test_cold_start_from_json_when_redis_is_empty(redis_url: str, data_dir: Path) -> None:
+    settings = _settings(redis_url, data_dir)
+    first = Controller(settings, listen=False)
+    first.download_model("org/a")
+    first.cancel_download("org/a")  # significant event: snapshot written
+    version = first.version
+    redis.Redis.from_url(redis_url).flushall()
+    second = Controller(settings, listen=False)
+    assert second.version == version
+    assert second.fetch_models()[0]["status"] == "cancelled"
+    assert "state rebuilt from controller_state.json" in second.get_logs()[-1]
+
+
+def test_corrupt_json_is_moved_aside_with_a_clear_error(redis_url: str, data_dir: Path) -> None:
+    from app.errors import StateFileCorruptError
+
+    state_file = data_dir / "controller_state.json"
+    state_file.write_text("{not json")
+    with pytest.raises(StateFileCorruptError, match="moved to"):
+        Controller(_settings(redis_url, data_dir), listen=False)
+    aside = list(data_dir.glob("controller_state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == "{not json"
+    assert Controller(_settings(redis_url, data_dir), listen=False).fetch_models() == []
+
+
+def test_older_snapshot_never_replaces_a_newer_one(redis_url: str, data_dir: Path) -> None:
+    controller = Controller(_settings(redis_url, data_dir), listen=False)
+    controller.download_model("org/a")
+    path = data_dir / "controller_state.json"
+    assert persist(controller.store, path)
+    newer = json.loads(path.read_text())["version"]
+    assert not write_file(path, json.dumps({"format": 1, "version": newer - 1, "models": {}}), newer - 1)
+    assert json.loads(path.read_text())["version"] == newer
+    assert json.loads(controller.redis.get(controller.keys.snapshot))["version"] == newer
+    assert not controller.store.save_snapshot(json.dumps({"version": newer - 1}), newer - 1)
+
+
+_WRITER = """
+import json, sys
+from pathlib import Path
+from app.snapshot import write_file
+path = Path(sys.argv[1])
+big = {f"org/m{i}": {"pad": "x" * 200} for i in range(2000)}
+v = int(sys.argv[2])
+while True:
+    write_file(path, json.dumps({"format": 1, "version": v, "models": big}), v)
+    v += 1
+"""
+
+
+def test_sigkill_while_writing_never_leaves_a_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "controller_state.json"
+    for round_ in range(15):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(round_ * 1_000_000)], env={**os.environ})
+        time.sleep(0.3 + (round_ % 5) * 0.07)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if path.exists():
+            assert json.loads(path.read_text())["format"] == 1
+    assert path.exists()

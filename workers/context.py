@@ -1,0 +1,73 @@
+"""What every job and hook needs: settings, the store on the job's connection, the models dir."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from app import snapshot
+from app.errors import ModelDepotError
+from app.keys import Keys
+from app.records import Status
+from app.settings import Settings, get_settings
+from app.store import Store
+from workers import hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    keys: Keys
+    store: Store
+    models_dir: Path
+    state_file: Path
+
+    @classmethod
+    def for_connection(cls, connection: redis.Redis) -> WorkerContext:
+        settings = get_settings()
+        keys = Keys(settings.key_prefix)
+        store = Store(connection, keys, log_size=settings.log_size, stream_size=settings.stream_size,
+                      sender=f"worker:{socket.gethostname()}:{os.getpid()}")
+        return cls(settings, keys, store, settings.resolved_models_dir, settings.resolved_state_file)
+
+    def persist(self) -> None:
+        """Snapshot to controller_state.json and Redis; a failure is logged, never fatal to the job."""
+        try:
+            snapshot.persist(self.store, self.state_file)
+        except ModelDepotError:
+            log.exception("could not persist the snapshot")
+
+    def count(self, metric: str, amount: int = 1) -> None:
+        try:
+            self.store.redis.hincrby(self.keys.metrics, metric, amount)
+        except redis.RedisError:
+            log.warning("could not count %s", metric)
+
+    def record_duration(self, seconds: float) -> None:
+        try:
+            pipe = self.store.redis.pipeline()
+            pipe.lpush(self.keys.durations, f"{seconds:.3f}").ltrim(self.keys.durations, 0, 999).execute()
+        except redis.RedisError:
+            log.warning("could not record a job duration")
+
+    def discard_partial(self, repo_id: str, commit: str | None, *, keep_for: str) -> int:
+        """Delete the files of ``repo_id@commit`` unless another record still needs them."""
+        others = [m for n, m in self.store.read_state().models.items()
+                  if n != keep_for and m.get("repo_id") == repo_id
+                  and m.get("status") in (Status.READY, Status.DOWNLOADING, Status.QUEUED)]
+        try:
+            if not others:
+                return hub.delete_revision(repo_id, None, cache_dir=self.models_dir)
+            if commit is None or any(m.get("commit") in (commit, None) for m in others):
+                return 0  # shared with a model still wanted; the sweep takes stale *.incomplete later
+            return hub.delete_revision(repo_id, commit, cache_dir=self.models_dir)
+        except (ModelDepotError, OSError):
+            log.exception("could not delete the partial files of %s", repo_id)
+            return 0

@@ -1,0 +1,68 @@
+"""Turns raw byte counts into throttled progress updates (speed, ETA) on the model record."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Protocol
+
+from app.records import ModelRecord, Status
+from app.store import LogEntry, Store, Unchanged
+
+_WINDOW_S = 3.0
+
+
+class ProgressLike(Protocol):
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+
+
+class ProgressReporter:
+    """Callable given to the downloader; writes at most once per ``interval`` seconds."""
+
+    def __init__(self, store: Store, name: str, job_id: str, *, interval: float) -> None:
+        self.store = store
+        self.name = name
+        self.job_id = job_id
+        self.interval = interval
+        self.cancel_requested = False
+        self._samples: deque[tuple[float, int]] = deque()
+        self._last_write = 0.0
+        self.writes = 0
+
+    def __call__(self, progress: ProgressLike, *, force: bool = False) -> None:
+        now = time.monotonic()
+        self._sample(now, progress.bytes_done)
+        if not force and now - self._last_write < self.interval:
+            return
+        self._last_write = now
+        speed = self.speed()
+        remaining = max(0, progress.bytes_total - progress.bytes_done)
+        eta = remaining / speed if speed > 0 else None
+        self._write(progress, speed, eta)
+
+    def _sample(self, now: float, done: int) -> None:
+        self._samples.append((now, done))
+        while len(self._samples) > 2 and now - self._samples[0][0] > _WINDOW_S:
+            self._samples.popleft()
+
+    def speed(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
+
+    def _write(self, progress: ProgressLike, speed: float, eta: float | None) -> None:
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.job_id != self.job_id or current.status is not Status.DOWNLOADING:
+                raise Unchanged
+            self.cancel_requested = current.cancel_requested
+            return current.model_copy(update={
+                "bytes_done": progress.bytes_done, "bytes_total": progress.bytes_total,
+                "files_done": progress.files_done, "files_total": progress.files_total,
+                "speed_bps": round(speed, 1), "eta_s": None if eta is None else round(eta, 1)}), None
+
+        self.store.update(self.name, mutate, kind="progress")
+        self.writes += 1

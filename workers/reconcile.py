@@ -1,0 +1,71 @@
+"""At worker start: adopt models found on disk, flag ready models whose files vanished, sweep orphans."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from app.records import ModelRecord, Status
+from app.store import LogEntry, Unchanged
+from workers import hub
+from workers.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+ORPHAN_AGE_S = 120.0
+
+
+def reconcile(ctx: WorkerContext) -> dict[str, int]:
+    """Make the list agree with the models dir. Returns counts of what changed."""
+    ctx.models_dir.mkdir(parents=True, exist_ok=True)
+    adopted = _adopt(ctx)
+    vanished = _flag_vanished(ctx)
+    swept = hub.sweep_incomplete(ctx.models_dir, older_than_s=ORPHAN_AGE_S)
+    if adopted or vanished or swept:
+        ctx.persist()
+    return {"adopted": adopted, "vanished": vanished, "swept": swept}
+
+
+def _adopt(ctx: WorkerContext) -> int:
+    models = ctx.store.read_state().models
+    known = {(m.get("repo_id"), m.get("commit")) for m in models.values()}
+    adopted = 0
+    for cached in hub.scan_models(ctx.models_dir):
+        if (cached.repo_id, cached.commit) in known:
+            continue
+        name = cached.repo_id if cached.repo_id not in models else f"{cached.repo_id}@{cached.commit}"
+        if name in models:
+            continue
+        revision = None if name == cached.repo_id else cached.commit
+        record = ModelRecord(name=name, repo_id=cached.repo_id, revision=revision, commit=cached.commit,
+                             status=Status.READY, size_bytes=cached.size_on_disk, files_done=cached.nb_files,
+                             files_total=cached.nb_files, bytes_done=cached.size_on_disk,
+                             bytes_total=cached.size_on_disk, requested_by="found on disk",
+                             requested_at=cached.last_modified, finished_at=time.time())
+        ctx.store.force(name, record, LogEntry("worker", f"adopted {name} found in the models dir"))
+        models[name] = record.to_dict()
+        adopted += 1
+    return adopted
+
+
+def _flag_vanished(ctx: WorkerContext) -> int:
+    flagged = 0
+    for name, raw in ctx.store.read_state().models.items():
+        if raw.get("status") != Status.READY or not raw.get("commit"):
+            continue
+        if hub.is_present(raw["repo_id"], raw["commit"], ctx.models_dir):
+            continue
+        flagged += _mark_vanished(ctx, name, raw["commit"])
+    return flagged
+
+
+def _mark_vanished(ctx: WorkerContext, name: str, commit: str) -> int:
+    reason = "its files are gone from the models dir; Retry to download it again, or Remove it"
+
+    def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+        if current is None or current.status is not Status.READY or current.commit != commit:
+            raise Unchanged
+        return current.model_copy(update={"status": Status.FAILED, "error": reason, "size_bytes": 0}), LogEntry(
+            "worker", f"{name} was ready but {reason}", level="warning")
+
+    return 1 if ctx.store.update(name, mutate) is not None else 0

@@ -1,0 +1,55 @@
+"""Start an RQ worker on Model Depot's queues: JSON serializer, allowlisted jobs, watchdog, adoption."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+from app import snapshot
+from app.connection import check, connect
+from app.controller import Controller
+from app.jobqueue import JobQueue
+from app.settings import get_settings
+from app.watchdog import Watchdog
+from workers.context import WorkerContext
+from workers.reconcile import reconcile
+from workers.safety import SafeJob
+
+log = logging.getLogger(__name__)
+
+QUEUE_KINDS = ("maintenance", "downloads")
+
+
+def build_worker(kinds: Sequence[str] = QUEUE_KINDS, *, name: str | None = None) -> Worker:
+    """An RQ worker listening on the given Model Depot queues (maintenance first: removals are quick)."""
+    settings = get_settings()
+    connection = connect(settings)
+    check(connection)
+    ctx = WorkerContext.for_connection(connection)
+    names = {"maintenance": ctx.keys.remove_queue, "downloads": ctx.keys.download_queue}
+    queues = [Queue(names[k], connection=connection, serializer=JSONSerializer) for k in kinds]
+    return Worker(queues, connection=connection, serializer=JSONSerializer, job_class=SafeJob, name=name,
+                  job_monitoring_interval=5)
+
+
+def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name: str | None = None,
+               watchdog: bool = True) -> None:
+    """Run a worker until stopped: adopt models on disk first, and watch for dead downloads meanwhile."""
+    worker = build_worker(kinds, name=name)
+    connection = worker.connection
+    Controller(get_settings(), connection, listen=False).close()  # seeds an empty Redis from the snapshot
+    ctx = WorkerContext.for_connection(connection)
+    log.info("reconciled the models dir: %s", reconcile(ctx))
+    dog = None
+    if watchdog:
+        dog = Watchdog(ctx.store, JobQueue(connection, ctx.keys), ctx.settings,
+                       persist=lambda: snapshot.persist(ctx.store, ctx.state_file))
+        dog.start()
+    try:
+        worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
+    finally:
+        if dog is not None:
+            dog.stop()
