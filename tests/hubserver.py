@@ -27,7 +27,9 @@ The first stdout line is the URL; it serves until killed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -170,7 +172,12 @@ class _File:
         return self.sha256 if self.lfs else self.blob_id
 
     def tree_entry(self, last_commit: dict[str, str] | None) -> dict[str, Any]:
-        entry: dict[str, Any] = {"type": "file", "oid": self.blob_id, "size": self.blob.size, "path": self.path}
+        entry: dict[str, Any] = {
+            "type": "file",
+            "oid": self.blob_id,
+            "size": self.blob.size,
+            "path": self.path,
+        }
         if self.lfs:
             entry["lfs"] = {"oid": self.sha256, "size": self.blob.size, "pointerSize": len(self.pointer)}
         if last_commit is not None:
@@ -182,7 +189,11 @@ class _File:
         if with_blobs:
             entry.update(blobId=self.blob_id, size=self.blob.size)
             if self.lfs:
-                entry["lfs"] = {"sha256": self.sha256, "size": self.blob.size, "pointerSize": len(self.pointer)}
+                entry["lfs"] = {
+                    "sha256": self.sha256,
+                    "size": self.blob.size,
+                    "pointerSize": len(self.pointer),
+                }
         return entry
 
 
@@ -330,7 +341,10 @@ class HubServer:
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"hubserver:{self.port}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"hubserver:{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -408,7 +422,9 @@ class HubServer:
     def warm_up(self) -> None:
         """Hash every file now, so the first tree listing or HEAD does not pay for big generated files."""
         with self._lock:
-            files = [f for repo in self._repos.values() for c in repo.commits.values() for f in c.files.values()]
+            files = [
+                f for repo in self._repos.values() for c in repo.commits.values() for f in c.files.values()
+            ]
         for file in files:
             _ = file.blob_id
 
@@ -438,10 +454,12 @@ class HubServer:
     ) -> None:
         """Misbehave on requests for a file (``path=None``: every file of the repo).
 
-        ``kind``: ``500``, ``429`` (sends ``Retry-After: retry_after``), ``404`` (EntryNotFound), ``reset`` (headers
-        and half the body, then the connection is closed), ``rst`` (same, but closed with a TCP reset),
-        ``stall`` (half the body, then nothing until the client leaves, ``stop()`` or ``stall_seconds``),
-        ``corrupt`` (the byte at the middle of the file, or the first one served after it, is flipped).
+        ``kind``:
+            ``500``; ``429`` (sends ``Retry-After: retry_after``); ``404`` (EntryNotFound);
+            ``reset``: the headers and half the body, then the connection is closed (FIN);
+            ``rst``: the same, but the connection is reset (RST);
+            ``stall``: half the body, then nothing until the client leaves, ``stop()`` or ``stall_seconds``;
+            ``corrupt``: the byte at the middle of the file (or the first one served after it) is flipped.
         ``times``: how many requests it affects (-1 = all). ``methods``: which requests it affects; by
         default HEAD and GET for 500/429/404, GET only for the others (a HEAD has no body).
         """
@@ -475,6 +493,10 @@ class HubServer:
         with self._lock:
             self.requests.append((method, path))
 
+    def _record_range(self, repo_id: str, path: str, start: int) -> None:
+        with self._lock:
+            self.range_requests.append((repo_id, path, start))
+
     def _get_started(self, key: tuple[str, str]) -> None:
         with self._lock:
             self.get_counts[key] = self.get_counts.get(key, 0) + 1
@@ -484,6 +506,13 @@ class HubServer:
     def _get_finished(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._active_gets[key] -= 1
+
+    def _refs(self, repo_id: str, token: str | None) -> dict[str, Any]:
+        with self._lock:
+            repo = self._repos.get(repo_id)
+            if repo is None:
+                raise _repo_not_found(token)
+            return _refs(repo)
 
     def _repo_commit(self, repo_id: str, revision: str | None, token: str | None) -> tuple[_Repo, _Commit]:
         with self._lock:
@@ -583,10 +612,16 @@ def _tree(commit: _Commit, path: str, recursive: bool, expand: bool) -> list[dic
 
 def _refs(repo: _Repo) -> dict[str, Any]:
     def refs(names: Mapping[str, str], kind: str) -> list[dict[str, str]]:
-        return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": sha} for n, sha in sorted(names.items())]
+        return [
+            {"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": sha} for n, sha in sorted(names.items())
+        ]
 
-    return {"branches": refs(repo.branches, "heads"), "converts": [], "tags": refs(repo.tags, "tags"),
-            "pullRequests": []}
+    return {
+        "branches": refs(repo.branches, "heads"),
+        "converts": [],
+        "tags": refs(repo.tags, "tags"),
+        "pullRequests": [],
+    }
 
 
 def _split_repo_id(segments: list[str]) -> tuple[str, list[str]]:
@@ -640,10 +675,8 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -666,7 +699,7 @@ class _Pacer:
         view = memoryview(data)
         while view:
             rate = self.hub.throttle_bps
-            piece = view[: max(1, min(_WRITE_CHUNK, rate // 20)) if rate else _WRITE_CHUNK]
+            piece = view[: max(1, min(_WRITE_CHUNK, rate // 20))] if rate else view
             self.out.write(piece)
             self.sent += len(piece)
             view = view[len(piece) :]
@@ -714,7 +747,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _token(self) -> str | None:
         scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
-        return value.strip() or None if scheme.lower() == "bearer" else None
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        return value.strip()
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -738,7 +773,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_error(self.command, _HubError(405, f"{self.command} is not supported by this test hub"))
 
     def _api(self, method: str, segments: list[str], query: dict[str, str], path: str) -> None:
-        if segments == ["agent-harnesses"]:  # fetched by huggingface_hub's user-agent code unless telemetry is off
+        if segments == ["agent-harnesses"]:  # huggingface_hub's user agent fetches it unless telemetry is off
             self._send_json(method, _EMPTY_AGENT_REGISTRY)
             return
         if segments[:1] in (["datasets"], ["spaces"], ["kernels"]):
@@ -754,9 +789,7 @@ class _Handler(BaseHTTPRequestHandler):
             case ["tree", revision, *rest]:
                 self._tree(method, repo_id, unquote(revision), unquote("/".join(rest)), query, path)
             case ["refs"]:
-                repo, _ = self.hub._repo_commit(repo_id, None, self._token())
-                with self.hub._lock:
-                    self._send_json(method, _refs(repo))
+                self._send_json(method, self.hub._refs(repo_id, self._token()))
             case _:
                 raise _HubError(404, "Not Found")
 
@@ -768,7 +801,9 @@ class _Handler(BaseHTTPRequestHandler):
         self, method: str, repo_id: str, revision: str, path: str, query: dict[str, str], url_path: str
     ) -> None:
         _, commit = self.hub._repo_commit(repo_id, revision, self._token())
-        entries = _tree(commit, path.strip("/"), _is_true(query.get("recursive")), _is_true(query.get("expand")))
+        entries = _tree(
+            commit, path.strip("/"), _is_true(query.get("recursive")), _is_true(query.get("expand"))
+        )
         start = int(query.get("cursor") or 0)
         end = start + max(1, self.hub.tree_page_size)
         headers = {}
@@ -788,7 +823,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub._get_started(key)
         try:
             commit, file, fault = self.hub._resolve_file(repo_id, revision, path, self._token(), method)
-            self._send_file(method, commit, file, fault)
+            self._send_file(method, repo_id, commit, file, fault)
         finally:
             if method == "GET":
                 self.hub._get_finished(key)
@@ -797,7 +832,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, method: str, status: int, headers: Mapping[str, str], body: bytes = b"") -> None:
         self.send_response(status)
-        for name, value in {"Content-Length": str(len(body)), "X-Request-Id": str(uuid.uuid4()), **headers}.items():
+        for name, value in {
+            "Content-Length": str(len(body)),
+            "X-Request-Id": str(uuid.uuid4()),
+            **headers,
+        }.items():
             self.send_header(name, value)
         self.end_headers()
         if method != "HEAD" and body:
@@ -811,28 +850,25 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json; charset=utf-8", "X-Error-Message": error.message}
         if error.code is not None:
             headers["X-Error-Code"] = error.code
-        self._send(method, error.status, {**headers, **error.headers}, json.dumps({"error": error.message}).encode())
+        self._send(
+            method, error.status, {**headers, **error.headers}, json.dumps({"error": error.message}).encode()
+        )
 
-    def _send_file(self, method: str, commit: _Commit, file: _File, fault: _Fault | None) -> None:
-        size = file.blob.size
-        start, end = 0, size
+    def _send_file(
+        self, method: str, repo_id: str, commit: _Commit, file: _File, fault: _Fault | None
+    ) -> None:
+        start, end = 0, file.blob.size
         requested = self.headers.get("Range") if method == "GET" else None
-        byte_range = _parse_range(requested, size) if requested else None
+        byte_range = _parse_range(requested, file.blob.size) if requested else None
         if byte_range is not None:
             start, end = byte_range
-            with self.hub._lock:
-                self.hub.range_requests.append((commit_repo_key := self._repo_of(commit), file.path, start))
-            del commit_repo_key
+            self.hub._record_range(repo_id, file.path, start)
         self.send_response(206 if byte_range else 200)
         for name, value in _file_headers(commit, file, start, end, byte_range is not None).items():
             self.send_header(name, value)
         self.end_headers()
         if method == "GET":
             self._stream(file.blob, start, end, fault)
-
-    def _repo_of(self, commit: _Commit) -> str:
-        with self.hub._lock:
-            return next((r.repo_id for r in self.hub._repos.values() if commit.sha in r.commits), "")
 
     def _stream(self, blob: _Blob, start: int, end: int, fault: _Fault | None) -> None:
         kind = fault.kind if fault is not None else None
@@ -858,10 +894,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if _client_left(self.connection, 0.1):
                     break
         elif kind == "rst":
+            # Linger 0 turns close() into a RST. The socket really closes once rfile (a makefile()) is closed
+            # too; wfile writes straight to the socket and may stay open for the flushes that follow.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.rfile.close()
-            self.wfile.close()
             self.connection.close()
+            self.rfile.close()
 
 
 def _file_headers(commit: _Commit, file: _File, start: int, end: int, partial: bool) -> dict[str, str]:
@@ -912,14 +949,17 @@ def point_huggingface_hub_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     environment at import time. The stored/env token is hidden, so a test passes ``token=`` explicitly.
     """
     from huggingface_hub import constants
-    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    hf_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")  # `utils.tqdm` the attribute is a class
 
     for name, value in hf_env(url).items():
         monkeypatch.setenv(name, value)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(constants, "ENDPOINT", url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -957,7 +997,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.hubserver", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port (the default)")
-    parser.add_argument("--repo", type=_parse_repo, action="append", default=[], metavar="ORG/NAME:FILE=SIZE,...")
+    parser.add_argument(
+        "--repo", type=_parse_repo, action="append", default=[], metavar="ORG/NAME:FILE=SIZE,..."
+    )
     parser.add_argument("--gated-repo", type=_parse_repo, action="append", default=[], metavar="ORG/NAME:...")
     parser.add_argument("--token", action="append", default=[], help="a token that may read gated repos")
     parser.add_argument("--throttle-bps", type=_parse_size, default=None, help="bytes/s per response body")

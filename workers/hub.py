@@ -241,8 +241,8 @@ def hub_errors(
 ) -> Iterator[None]:
     """Convert errors from huggingface_hub, httpx2 and the disk raised in the block into ours.
 
-    The library has already retried what it retries (see the module docs of ``tests/test_hub_wrapper.py``).
-    Unknown errors propagate unchanged.
+    huggingface_hub has already retried what it retries (see the module docstring). Unknown errors propagate
+    unchanged.
 
     Raises:
         DiskFullError: ENOSPC or EDQUOT anywhere in the exception chain.
@@ -449,7 +449,10 @@ class _QuietBar(hf_tqdm):  # type: ignore[misc]
 
 
 def _quiet_bar(abort: threading.Event | None = None) -> type[_QuietBar]:
-    return type("_QuietBarWithAbort", (_QuietBar,), {"_abort": abort})
+    class _Bar(_QuietBar):
+        _abort = abort
+
+    return _Bar
 
 
 class _Runner:
