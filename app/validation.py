@@ -3,7 +3,7 @@
 Pure functions, no I/O. Each returns the cleaned value or raises :class:`~app.errors.InvalidInputError`
 (:class:`~app.errors.InvalidModelNameError` for names) with a message that says what was wrong and shows a
 valid example. Bad input is echoed at most ``_ECHO_LIMIT`` characters long, escaped with :func:`ascii` so
-control characters and non-ASCII look-alikes (a Cyrillic ``о`` for a Latin ``o``) are visible.
+control characters and non-ASCII look-alikes (a Cyrillic o for a Latin one) are visible.
 
 Repo ids and revisions end up in paths of the models volume (``models--org--name/refs/<revision>``), so the
 rules are stricter than the Hub's where a looser rule could reach outside the cache.
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 
-from huggingface_hub.utils import HFValidationError
-from huggingface_hub.utils import validate_repo_id as hf_validate_repo_id
+from huggingface_hub.errors import HFValidationError
+
+# huggingface_hub.utils is a lazy facade that mypy cannot see through.
+from huggingface_hub.utils import validate_repo_id as hf_validate_repo_id  # type: ignore[attr-defined]
 
 from app.errors import InvalidInputError, InvalidModelNameError
 
@@ -36,7 +38,7 @@ _REVISION_FORBIDDEN = frozenset("~^:?*[\\")
 def show(value: str) -> str:
     """``value`` quoted for an error message: escaped, and cut to ``_ECHO_LIMIT`` characters."""
     if len(value) > _ECHO_LIMIT:
-        return f"{ascii(value[:_ECHO_LIMIT])}… ({len(value)} characters)"
+        return f"{value[:_ECHO_LIMIT]!a}… ({len(value)} characters)"
     return ascii(value)
 
 
@@ -119,8 +121,10 @@ def validate_revision(revision: str) -> str:
         raise InvalidInputError(f"Revision must be text, {_REVISION_EXAMPLE}.")
     problem = _revision_problem(revision)
     if problem is not None:
-        raise InvalidInputError(f"Revision {show(revision)} is not valid: {problem}. Use a branch, tag or "
-                                f"commit, {_REVISION_EXAMPLE}.")
+        raise InvalidInputError(
+            f"Revision {show(revision)} is not valid: {problem}. Use a branch, tag or "
+            f"commit, {_REVISION_EXAMPLE}."
+        )
     return revision
 
 
@@ -166,8 +170,9 @@ def validate_patterns(patterns: list[str] | None) -> list[str] | None:
     if isinstance(patterns, str) or not isinstance(patterns, list):
         raise InvalidInputError(f"File patterns must be a list of globs, {_PATTERN_EXAMPLE}.")
     if len(patterns) > _PATTERNS_MAX:
-        raise InvalidInputError(f"Too many file patterns ({len(patterns)}); give at most {_PATTERNS_MAX}, "
-                                f"{_PATTERN_EXAMPLE}.")
+        raise InvalidInputError(
+            f"Too many file patterns ({len(patterns)}); give at most {_PATTERNS_MAX}, {_PATTERN_EXAMPLE}."
+        )
     cleaned = [_validate_pattern(pattern) for pattern in patterns]
     return cleaned or None
 
@@ -178,8 +183,10 @@ def _validate_pattern(pattern: str) -> str:
     cleaned = pattern.strip()
     problem = _pattern_problem(cleaned)
     if problem is not None:
-        raise InvalidInputError(f"File pattern {show(pattern)} is not valid: {problem}. Use a glob relative "
-                                f"to the repository, {_PATTERN_EXAMPLE}.")
+        raise InvalidInputError(
+            f"File pattern {show(pattern)} is not valid: {problem}. Use a glob relative "
+            f"to the repository, {_PATTERN_EXAMPLE}."
+        )
     return cleaned
 
 

@@ -23,8 +23,15 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import CachedRepoInfo, CachedRevisionInfo, DeleteCacheStrategy, HFCacheInfo, scan_cache_dir
+from huggingface_hub import (
+    CachedRepoInfo,
+    CachedRevisionInfo,
+    DeleteCacheStrategy,
+    HFCacheInfo,
+    scan_cache_dir,
+)
 from huggingface_hub.errors import CacheNotFound
+from huggingface_hub.file_download import repo_folder_name
 
 from app.errors import InvalidInputError
 from app.validation import show, validate_repo_id
@@ -54,8 +61,8 @@ def repo_dir(repo_id: str, cache_dir: Path) -> Path:
         InvalidModelNameError: ``repo_id`` is not ``org/name``.
         InvalidInputError: the folder would be outside ``cache_dir``.
     """
-    org, name = validate_repo_id(repo_id).split("/")
-    return _inside(cache_dir.resolve(), cache_dir.resolve() / f"models--{org}--{name}")
+    folder = repo_folder_name(repo_id=validate_repo_id(repo_id), repo_type="model")
+    return _inside(cache_dir.resolve(), cache_dir.resolve() / folder)
 
 
 def snapshot_dir(repo_id: str, commit: str, cache_dir: Path) -> Path:
@@ -82,8 +89,14 @@ def scan_models(cache_dir: Path) -> list[CachedModel]:
 
 
 def _cached_model(repo: CachedRepoInfo, rev: CachedRevisionInfo) -> CachedModel:
-    return CachedModel(repo_id=repo.repo_id, commit=rev.commit_hash, refs=tuple(sorted(rev.refs)),
-                       size_on_disk=rev.size_on_disk, nb_files=rev.nb_files, last_modified=rev.last_modified)
+    return CachedModel(
+        repo_id=repo.repo_id,
+        commit=rev.commit_hash,
+        refs=tuple(sorted(rev.refs)),
+        size_on_disk=rev.size_on_disk,
+        nb_files=rev.nb_files,
+        last_modified=rev.last_modified,
+    )
 
 
 def _adoptable(repo: CachedRepoInfo) -> bool:
@@ -131,11 +144,14 @@ def delete_revision(repo_id: str, commit: str | None, *, cache_dir: Path) -> int
     root = cache_dir.resolve()
     folder = repo_dir(repo_id, cache_dir)
     commits = None if commit is None else {_checked_commit(commit)}
+    if folder.is_symlink() and commits is None:  # a repo kept elsewhere: drop the link, not what it points to
+        folder.unlink()
+        return 0
     if not folder.is_dir():
         return 0
     _repair(folder, root)
-    freed = _delete_revisions(root, folder, commits)
-    freed += _remove_incomplete(folder, root, older_than_s=0.0)
+    freed = _remove_incomplete(folder, root, older_than_s=0.0)
+    freed += _delete_revisions(root, folder, commits)
     return freed + _prune(folder, root)
 
 
@@ -155,7 +171,8 @@ def delete_files(repo_id: str, commit: str, paths: Iterable[str], *, cache_dir: 
 def sweep_incomplete(cache_dir: Path, *, older_than_s: float) -> int:
     """Remove ``*.incomplete`` files untouched for ``older_than_s`` seconds (left by killed workers).
 
-    Returns how many were removed.
+    A live download writes its partial file continuously, so an hour (3600) is a safe age. Returns how many
+    files were removed.
     """
     root = cache_dir.resolve()
     removed = 0
@@ -180,8 +197,16 @@ def _delete_revisions(root: Path, folder: Path, commits: set[str] | None) -> int
     assert info is not None
     strategy = info.delete_revisions(*wanted)
     _check_strategy(strategy, root)
+    orphans = _orphan_bytes(repo) if folder in strategy.repos else 0
     strategy.execute()
-    return strategy.expected_freed_size
+    return strategy.expected_freed_size + orphans
+
+
+def _orphan_bytes(repo: CachedRepoInfo) -> int:
+    """Bytes of blobs no snapshot links to (a worker killed between writing a blob and linking it)."""
+    linked = {file.blob_path for rev in repo.revisions for file in rev.files}
+    blobs = (repo.repo_path / "blobs").glob("*")
+    return sum(_size(p) for p in blobs if p not in linked and p.is_file() and not p.is_symlink())
 
 
 def _check_strategy(strategy: DeleteCacheStrategy, root: Path) -> None:
@@ -245,8 +270,10 @@ def _inside(root: Path, path: Path) -> Path:
     strictly inside ``root``."""
     located = path.parent.resolve() / path.name
     if located == root or not located.is_relative_to(root) or path.name in ("", ".", ".."):
-        raise InvalidInputError(f"Refusing to touch {show(str(path))}: it is outside the models directory "
-                                f"{root}. Check MODELDEPOT_MODELS_DIR and the links in it.")
+        raise InvalidInputError(
+            f"Refusing to touch {show(str(path))}: it is outside the models directory "
+            f"{root}. Check MODELDEPOT_MODELS_DIR and the links in it."
+        )
     return located
 
 
@@ -256,16 +283,19 @@ def _link_target(link: Path) -> Path:
 
 def _checked_commit(commit: str) -> str:
     if not _COMMIT_RE.fullmatch(commit):
-        raise InvalidInputError(f"Commit {show(commit)} is not a 40-character commit id, "
-                                "e.g. 7ae557604adf67be50417f59c2c2f167def9a775.")
+        raise InvalidInputError(
+            f"Commit {show(commit)} is not a 40-character commit id, "
+            "e.g. 7ae557604adf67be50417f59c2c2f167def9a775."
+        )
     return commit
 
 
 def _checked_relative(path: str) -> str:
     parts = path.replace("\\", "/").split("/")
     if path.startswith(("/", "\\")) or "" in parts or ".." in parts or "." in parts:
-        raise InvalidInputError(f"File path {show(path)} must be relative to the repository, "
-                                "e.g. config.json or onnx/model.onnx.")
+        raise InvalidInputError(
+            f"File path {show(path)} must be relative to the repository, e.g. config.json or onnx/model.onnx."
+        )
     return "/".join(parts)
 
 

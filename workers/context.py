@@ -16,7 +16,7 @@ from app.keys import Keys
 from app.records import Status
 from app.settings import Settings, get_settings
 from app.store import Store
-from workers import hub
+from workers import cache
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ class WorkerContext:
                   and m.get("status") in (Status.READY, Status.DOWNLOADING, Status.QUEUED)]
         try:
             if not others:
-                return hub.delete_revision(repo_id, None, cache_dir=self.models_dir)
+                return cache.delete_revision(repo_id, None, cache_dir=self.models_dir)
             if commit is None or any(m.get("commit") in (commit, None) for m in others):
                 return 0  # shared with a model still wanted; the sweep takes stale *.incomplete later
-            return hub.delete_revision(repo_id, commit, cache_dir=self.models_dir)
+            return cache.delete_revision(repo_id, commit, cache_dir=self.models_dir)
         except (ModelDepotError, OSError):
             log.exception("could not delete the partial files of %s", repo_id)
             return 0

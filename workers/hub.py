@@ -8,6 +8,18 @@ do next and never contain a token.
 Progress is observed by polling the repo's ``blobs/`` folder (see :class:`_BlobWatcher` for why), while the
 download itself runs in a helper thread so ``on_progress`` is called in the caller's thread and anything it
 raises (a cancellation, a job timeout) stops the download.
+
+What huggingface_hub 2.4.0 retries by itself (we add no retry loop; the job decides on another attempt):
+
+- tree listing: 5 retries on 408/429/5xx and transport errors, 1-2-4-8-8 s apart (``Retry-After`` wins);
+- ``repo_info``: a single attempt, and with no timeout at all (hence :func:`configure_http_client`);
+- per-file HEAD: one quick attempt, then a second round with the same 5 retries;
+- file GET: 5 retries on 408/429 only; a cut or timed-out transfer (``HF_HUB_DOWNLOAD_TIMEOUT``, 10 s)
+  resumes with a ``Range`` request, up to 5 times in a row without new bytes, 1 s apart. A 5xx or a TCP
+  reset (``ReadError``) fails the file at once.
+
+A failed file's partial ``.incomplete`` file is deleted; completed files stay, so the next attempt fetches
+only the rest.
 """
 
 from __future__ import annotations
@@ -28,9 +40,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 from huggingface_hub import HfApi, constants, set_client_factory, snapshot_download
 from huggingface_hub import errors as hf_errors
-from huggingface_hub.utils import HFValidationError
-from huggingface_hub.utils import tqdm as hf_tqdm
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils._http import default_client_factory
+from huggingface_hub.utils.tqdm import tqdm as hf_tqdm
 
 from app.errors import (
     DiskFullError,
@@ -126,15 +138,32 @@ def plan_download(
     """
     with hub_errors(repo_id, revision=revision, endpoint=endpoint, cache_dir=cache_dir):
         infos = snapshot_download(
-            repo_id, revision=revision, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
-            cache_dir=cache_dir, token=token, endpoint=endpoint, tqdm_class=_quiet_bar(), dry_run=True,
+            repo_id,
+            revision=revision,
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+            cache_dir=cache_dir,
+            token=token,
+            endpoint=endpoint,
+            tqdm_class=_quiet_bar(),
+            dry_run=True,
         )
     if not infos:
         raise NoMatchingFilesError(_no_files_message(repo_id, revision, allow_patterns, ignore_patterns))
-    files = tuple(sorted((PlannedFile(i.filename, i.file_size or 0, not i.will_download) for i in infos),
-                         key=lambda f: f.path))
-    return DownloadPlan(repo_id=repo_id, revision=revision, commit=infos[0].commit_hash, files=files,
-                        allow_patterns=_as_tuple(allow_patterns), ignore_patterns=_as_tuple(ignore_patterns))
+    files = tuple(
+        sorted(
+            (PlannedFile(i.filename, i.file_size or 0, not i.will_download) for i in infos),
+            key=lambda f: f.path,
+        )
+    )
+    return DownloadPlan(
+        repo_id=repo_id,
+        revision=revision,
+        commit=infos[0].commit_hash,
+        files=files,
+        allow_patterns=_as_tuple(allow_patterns),
+        ignore_patterns=_as_tuple(ignore_patterns),
+    )
 
 
 def check_free_space(plan: DownloadPlan, models_dir: Path) -> None:
@@ -146,9 +175,9 @@ def check_free_space(plan: DownloadPlan, models_dir: Path) -> None:
     free = free_bytes(models_dir)
     if plan.bytes_needed > free:
         raise DiskFullError(
-            f"Not enough free space for {plan.repo_id}: it needs {human_size(plan.bytes_needed)} more but the "
-            f"models volume ({models_dir}) has {human_size(free)} free. Remove unused models or grow the "
-            "volume, then retry."
+            f"Not enough free space for {plan.repo_id}: it needs {human_size(plan.bytes_needed)} more but "
+            f"the models volume ({models_dir}) has {human_size(free)} free. Remove unused models or grow "
+            "the volume, then retry."
         )
 
 
@@ -173,9 +202,15 @@ def download(
     """
     abort = threading.Event()
     work = partial(
-        snapshot_download, plan.repo_id, revision=plan.commit, cache_dir=cache_dir, token=token,
-        endpoint=endpoint, allow_patterns=_as_list(plan.allow_patterns),
-        ignore_patterns=_as_list(plan.ignore_patterns), tqdm_class=_quiet_bar(abort),
+        snapshot_download,
+        plan.repo_id,
+        revision=plan.commit,
+        cache_dir=cache_dir,
+        token=token,
+        endpoint=endpoint,
+        allow_patterns=_as_list(plan.allow_patterns),
+        ignore_patterns=_as_list(plan.ignore_patterns),
+        tqdm_class=_quiet_bar(abort),
     )
     watcher = _BlobWatcher(plan, cache_dir)
     runner = _Runner(work)
@@ -206,7 +241,9 @@ def verify(
         RepoNotFoundError, GatedRepoError, HubNetworkError, ...: listing the Hub's checksums failed.
     """
     if not cache.snapshot_dir(repo_id, commit, cache_dir).is_dir():
-        raise IntegrityError(f"{repo_id} at commit {commit[:12]} is not on the models volume; download it again.")
+        raise IntegrityError(
+            f"{repo_id} at commit {commit[:12]} is not on the models volume; download it again."
+        )
     api = HfApi(endpoint=endpoint, token=token)
     with hub_errors(repo_id, revision=commit, endpoint=endpoint, cache_dir=cache_dir):
         result = api.verify_repo_checksums(repo_id, revision=commit, cache_dir=cache_dir, token=token)
@@ -296,8 +333,8 @@ def _errno_in_chain(error: BaseException, numbers: frozenset[int]) -> bool:
 
 def _gated(_: BaseException, where: _Where) -> ModelDepotError:
     return GatedRepoError(
-        f"{where.repo_id} is gated on {where.hub}: the workers need the token of an account that accepted its "
-        f"terms. Accept them at {where.hub}/{where.repo_id}, set HF_TOKEN on the workers, then retry."
+        f"{where.repo_id} is gated on {where.hub}: the workers need the token of an account that accepted "
+        f"its terms. Accept them at {where.hub}/{where.repo_id}, set HF_TOKEN on the workers, then retry."
     )
 
 
@@ -335,17 +372,21 @@ def _http_status(error: BaseException, where: _Where) -> ModelDepotError:
         )
     if status in (408, 429) or status >= 500:
         return HubNetworkError(
-            f"{where.hub} kept failing (HTTP {status}) for {where.repo_id} after retries. Retry later."
+            f"{where.hub} failed with HTTP {status} while serving {where.repo_id}. Retry later; files "
+            "already complete are kept."
         )
     return DownloadError(
-        f"{where.hub} answered HTTP {status} for {where.repo_id}. Check the model name and revision, then retry."
+        f"{where.hub} answered HTTP {status} for {where.repo_id}. Check the model name and revision, "
+        "then retry."
     )
 
 
 def _unreachable(error: BaseException, where: _Where) -> ModelDepotError:
     if isinstance(error, hf_errors.OfflineModeIsEnabled):
-        return HubNetworkError("HF_HUB_OFFLINE is set on the workers, so the Hub cannot be reached. "
-                               "Unset it and restart the workers.")
+        return HubNetworkError(
+            "HF_HUB_OFFLINE is set on the workers, so the Hub cannot be reached. "
+            "Unset it and restart the workers."
+        )
     return HubNetworkError(
         f"Could not reach {where.hub} for {where.repo_id} after retries ({type(error).__name__}). Check the "
         "workers' network, proxy (HTTPS_PROXY) and HF_ENDPOINT, then retry."
@@ -362,8 +403,10 @@ def _not_a_hub(_: BaseException, where: _Where) -> ModelDepotError:
 def _cut_short(error: BaseException, where: _Where) -> ModelDepotError | None:
     if "Consistency check failed" not in str(error):
         return None
-    return HubNetworkError(f"A file of {where.repo_id} arrived incomplete from {where.hub}. Retry the download; "
-                           "files already complete are kept.")
+    return HubNetworkError(
+        f"A file of {where.repo_id} arrived incomplete from {where.hub}. Retry the download; "
+        "files already complete are kept."
+    )
 
 
 def _invalid(_: BaseException, where: _Where) -> ModelDepotError:
@@ -390,8 +433,10 @@ _CONVERTERS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], 
 
 def _disk_full_message(where: _Where) -> str:
     free = f" ({human_size(free_bytes(where.cache_dir))} free)" if where.cache_dir is not None else ""
-    return (f"The models volume ran out of space{free} while fetching {where.repo_id}. Remove unused models or "
-            "grow the volume, then retry; files already complete are kept.")
+    return (
+        f"The models volume ran out of space{free} while fetching {where.repo_id}. Remove unused models or "
+        "grow the volume, then retry; files already complete are kept."
+    )
 
 
 def _no_files_message(
@@ -400,17 +445,24 @@ def _no_files_message(
     at = f" at {show(revision)}" if revision else ""
     if allow is None and ignore is None:
         return f"{repo_id}{at} has no files to download."
-    given = "; ".join(f"{name} {', '.join(show(p) for p in pats[:5])}"
-                      for name, pats in (("include", allow), ("exclude", ignore)) if pats)
-    return (f"No file of {repo_id}{at} matches the patterns ({given}). Fix the patterns, "
-            "e.g. include *.safetensors, or leave them empty to take every file.")
+    given = "; ".join(
+        f"{name} {', '.join(show(p) for p in pats[:5])}"
+        for name, pats in (("include", allow), ("exclude", ignore))
+        if pats
+    )
+    return (
+        f"No file of {repo_id}{at} matches the patterns ({given}). Fix the patterns, "
+        "e.g. include *.safetensors, or leave them empty to take every file."
+    )
 
 
 def _integrity_message(repo_id: str, corrupt: list[str], missing: list[str]) -> str:
     parts = []
     if corrupt:
-        parts.append(f"{len(corrupt)} file(s) of {repo_id} do not match the Hub's checksums and were deleted: "
-                     f"{_names(corrupt)}.")
+        parts.append(
+            f"{len(corrupt)} file(s) of {repo_id} do not match the Hub's checksums and were deleted: "
+            f"{_names(corrupt)}."
+        )
     if missing:
         parts.append(f"{len(missing)} file(s) of {repo_id} are missing: {_names(missing)}.")
     return " ".join([*parts, "Retry the download to fetch them again."])
@@ -428,7 +480,7 @@ class _DownloadAborted(Exception):
     """Raised inside the download threads once the caller has stopped waiting."""
 
 
-class _QuietBar(hf_tqdm):  # type: ignore[misc]
+class _QuietBar(hf_tqdm):
     """A progress bar that draws nothing and raises once ``_abort`` is set.
 
     snapshot_download builds its bars from ``tqdm_class`` and updates them for every chunk of every file,
@@ -439,7 +491,7 @@ class _QuietBar(hf_tqdm):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["disable"] = True
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def update(self, n: float | None = 1) -> bool | None:
         if self._abort is not None and self._abort.is_set():
@@ -523,8 +575,9 @@ class _BlobWatcher:
         self._known = {name for name, _ in _entries(self._blobs)}
         self._pending = {f.path for f in plan.files if not f.cached}
         self._base = plan.bytes_total - plan.bytes_needed
-        self._last = Progress(self._base, plan.bytes_total, plan.files_total - len(self._pending),
-                              plan.files_total)
+        self._last = Progress(
+            self._base, plan.bytes_total, plan.files_total - len(self._pending), plan.files_total
+        )
 
     def progress(self) -> Progress:
         new = sum(size for name, size in _entries(self._blobs) if name not in self._known)
@@ -580,7 +633,8 @@ def _client_with_timeouts(timeout: float) -> httpx2.Client:
 def _fill_timeouts(timeout: float, request: httpx2.Request) -> None:
     current = request.extensions.get("timeout") or {}
     request.extensions["timeout"] = {
-        key: timeout if current.get(key) is None else current[key] for key in ("connect", "read", "write", "pool")
+        key: timeout if current.get(key) is None else current[key]
+        for key in ("connect", "read", "write", "pool")
     }
 
 

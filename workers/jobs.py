@@ -12,7 +12,7 @@ from rq.job import Job
 from app.errors import DownloadError, JobCancelledError
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Unchanged
-from workers import hub
+from workers import cache, hub
 from workers.context import WorkerContext
 from workers.heartbeat import Heartbeat
 from workers.progress import ProgressReporter
@@ -50,7 +50,7 @@ def download_job(name: str) -> dict[str, Any]:
         if reporter.cancel_requested:
             raise JobCancelledError(f"download of {name} cancelled")
         hub.verify(plan.repo_id, plan.commit, cache_dir=ctx.models_dir, token=None, endpoint=None)
-        size = hub.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
+        size = cache.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
         return {"commit": plan.commit, "size_bytes": size, "bytes_total": plan.bytes_total,
                 "files_total": plan.files_total, "bytes_needed": plan.bytes_needed, "started_at": started}
 
@@ -101,7 +101,7 @@ def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any]:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
         if current is None or current.job_id != job.id:
             raise Unchanged
-        return None, LogEntry("worker", f"removed {name}, freed {hub.human_bytes(freed)}")
+        return None, LogEntry("worker", f"removed {name}, freed {hub.human_size(freed)}")
 
     ctx.store.update(name, mutate)
     ctx.persist()

@@ -7,7 +7,7 @@ import time
 
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Unchanged
-from workers import hub
+from workers import cache
 from workers.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
     ctx.models_dir.mkdir(parents=True, exist_ok=True)
     adopted = _adopt(ctx)
     vanished = _flag_vanished(ctx)
-    swept = hub.sweep_incomplete(ctx.models_dir, older_than_s=ORPHAN_AGE_S)
+    swept = cache.sweep_incomplete(ctx.models_dir, older_than_s=ORPHAN_AGE_S)
     if adopted or vanished or swept:
         ctx.persist()
     return {"adopted": adopted, "vanished": vanished, "swept": swept}
@@ -30,7 +30,7 @@ def _adopt(ctx: WorkerContext) -> int:
     models = ctx.store.read_state().models
     known = {(m.get("repo_id"), m.get("commit")) for m in models.values()}
     adopted = 0
-    for cached in hub.scan_models(ctx.models_dir):
+    for cached in cache.scan_models(ctx.models_dir):
         if (cached.repo_id, cached.commit) in known:
             continue
         name = cached.repo_id if cached.repo_id not in models else f"{cached.repo_id}@{cached.commit}"
@@ -53,7 +53,7 @@ def _flag_vanished(ctx: WorkerContext) -> int:
     for name, raw in ctx.store.read_state().models.items():
         if raw.get("status") != Status.READY or not raw.get("commit"):
             continue
-        if hub.is_present(raw["repo_id"], raw["commit"], ctx.models_dir):
+        if cache.is_present(raw["repo_id"], raw["commit"], ctx.models_dir):
             continue
         flagged += _mark_vanished(ctx, name, raw["commit"])
     return flagged

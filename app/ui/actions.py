@@ -1,0 +1,84 @@
+"""The page's write actions: download, remove (after a confirmation), cancel, retry.
+
+Each callback checks the caller's role, calls the controller and returns a sentence for the status line.
+They keep nothing between calls, so any UI worker can answer any of them.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from app.controller import Controller, Outcome
+from app.errors import InvalidInputError
+from app.ui.access import Access, ui_errors
+from app.ui.format import human_bytes, split_patterns
+from app.ui.models_table import disk_bytes
+
+NO_SELECTION = "Pick a model first: click its row in the table, or choose it in the list."
+
+
+def _selected(name: str | None) -> str:
+    if not name or not name.strip():
+        raise InvalidInputError(NO_SELECTION)
+    return name.strip()
+
+
+def _said(outcome: Outcome) -> str:
+    return html.escape(outcome.message)
+
+
+def removal_question(record: dict[str, Any]) -> str:
+    """The confirmation text, stating how many bytes the removal frees."""
+    name = html.escape(str(record.get("name")))
+    size = disk_bytes(record)
+    if record.get("status") in ("queued", "downloading"):
+        freed = f"cancels its download and deletes the {human_bytes(size)} downloaded so far"
+    elif size:
+        freed = f"deletes its files and frees {human_bytes(size)} on the models volume"
+    else:
+        freed = "deletes whatever files it has on the models volume"
+    return f"**Remove {name}?** This {freed}. Other users will see it disappear."
+
+
+class Actions:
+    """Callbacks of the action buttons, bound to one controller and access policy."""
+
+    def __init__(self, controller: Controller, access: Access) -> None:
+        self.controller = controller
+        self.access = access
+
+    @ui_errors
+    def download(self, repo: str | None, revision: str | None, include: str | None, exclude: str | None,
+                 request: gr.Request) -> str:
+        who = self.access.admin(request, "download models")
+        if not repo or not repo.strip():
+            raise InvalidInputError("Type a model name first, e.g. Qwen/Qwen2.5-0.5B-Instruct.")
+        outcome = self.controller.download_model(repo, revision or None, split_patterns(include),
+                                                 split_patterns(exclude), requested_by=who)
+        return _said(outcome)
+
+    @ui_errors
+    def ask_remove(self, name: str | None, request: gr.Request) -> tuple[Any, str, str]:
+        """Open the confirmation box (nothing is removed yet)."""
+        self.access.admin(request, "remove models")
+        record = self.controller.get_model(_selected(name))
+        return gr.update(visible=True), removal_question(record), str(record["name"])
+
+    @ui_errors
+    def remove(self, pending: str | None, request: gr.Request) -> tuple[str, Any]:
+        who = self.access.admin(request, "remove models")
+        outcome = self.controller.remove_model(_selected(pending), requested_by=who)
+        return _said(outcome), gr.update(visible=False)
+
+    @ui_errors
+    def cancel(self, name: str | None, request: gr.Request) -> str:
+        who = self.access.admin(request, "cancel downloads")
+        return _said(self.controller.cancel_download(_selected(name), requested_by=who))
+
+    @ui_errors
+    def retry(self, name: str | None, request: gr.Request) -> str:
+        who = self.access.admin(request, "retry downloads")
+        return _said(self.controller.retry_download(_selected(name), requested_by=who))

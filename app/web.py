@@ -1,0 +1,86 @@
+"""The ASGI app of one UI worker: ops endpoints (/metrics, /healthz, /readyz), auth routes, the Gradio UI.
+
+Ops routes are added before the UI is mounted at ``/``, so they win over Gradio's catch-all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, Any
+
+import redis
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from app.errors import ModelDepotError
+from app.metrics import build_registry
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.controller import Controller
+
+log = logging.getLogger(__name__)
+
+UI_MODULE = "app.gradio_server"
+
+
+def create_app(controller: Controller, settings: Settings) -> FastAPI:
+    """The app `modeldepot serve` runs: ops routes, then auth routes, then the UI at ``/``."""
+    app = FastAPI(title="Model Depot", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(ops_router(controller, build_registry(controller)))
+    add_auth_routes(app, controller, settings)
+    return mount_ui(app, controller)
+
+
+def ops_router(controller: Controller, registry: CollectorRegistry) -> APIRouter:
+    """/healthz (the process answers), /readyz (Redis answers and the replica is in sync), /metrics."""
+    router = APIRouter()
+
+    @router.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @router.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        reason = not_ready_reason(controller)
+        if reason is not None:
+            return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+        return JSONResponse({"ready": True, "version": controller.version})
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def not_ready_reason(controller: Controller) -> str | None:
+    """Why this UI worker should get no traffic now, or None when it is ready."""
+    try:
+        controller.redis.ping()
+    except (redis.RedisError, ModelDepotError, OSError) as e:
+        return f"Redis is unreachable ({type(e).__name__}); check redis-server and MODELDEPOT_REDIS_URL"
+    if not controller.in_sync:
+        return (f"the replica is not in sync with Redis yet (version {controller.version}, "
+                f"{controller.version_lag} behind); it resyncs by itself within seconds")
+    return None
+
+
+def add_auth_routes(app: FastAPI, controller: Controller, settings: Settings) -> None:
+    """AUTH ROUTES GO HERE: the UI engineer adds login/logout routes (app/auth.py) before the UI mount."""
+    del app, controller, settings
+
+
+def mount_ui(app: FastAPI, controller: Controller) -> FastAPI:
+    """Mount the Gradio UI at ``/`` when ``app/gradio_server.py`` exists; ops routes work without it."""
+    if importlib.util.find_spec(UI_MODULE) is None:
+        log.warning("no %s yet: serving the ops endpoints only", UI_MODULE)
+        return app
+    import gradio as gr
+
+    from app.gradio_server import build_ui
+
+    mounted: FastAPI = gr.mount_gradio_app(app, build_ui(controller), path="/")
+    return mounted

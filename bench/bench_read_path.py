@@ -1,0 +1,113 @@
+"""Read path: ``Controller.fetch_models()`` from the in-memory replica vs a Redis read per call.
+
+10,000 valid model records are seeded into a fresh redis-server; the naive baseline does what a design
+without a replica would do on every page render: HGETALL of the models hash, json-decode each record and
+sort by name (the same list of dicts ``fetch_models()`` returns). Goal: the replica is >= 100x faster.
+
+    python bench/bench_read_path.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis  # noqa: E402
+
+from app.controller import Controller  # noqa: E402
+from app.keys import Keys  # noqa: E402
+from app.records import ModelRecord, Status  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.store import Store  # noqa: E402
+from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server  # noqa: E402
+
+MODELS = 10_000
+GOAL = 100.0
+
+
+def make_records(count: int) -> dict[str, dict[str, Any]]:
+    """``count`` ready records shaped like real ones (commit, sizes, patterns, requester)."""
+    now = time.time()
+    records = {}
+    for i in range(count):
+        name = name_of(i)
+        record = ModelRecord(
+            name=name, repo_id=name, status=Status.READY, commit=f"{i:040x}", bytes_done=4_000_000_000 + i,
+            bytes_total=4_000_000_000 + i, files_done=12, files_total=12, size_bytes=4_000_000_000 + i,
+            requested_by="alice", requested_at=now - 3600, finished_at=now - 60, job_id=f"md-dl-{i:016x}",
+            attempt=1, allow_patterns=["*.safetensors", "*.json"], updated_at=now - 60)
+        records[name] = record.to_dict()
+    return records
+
+
+def name_of(i: int) -> str:
+    return f"org{i % 97}/model-{i:05d}"
+
+
+def naive_fetch(client: redis.Redis, key: str) -> list[dict[str, Any]]:
+    """No replica: read the whole hash from Redis on every call."""
+    raw = client.hgetall(key)
+    models = {k.decode(): json.loads(v) for k, v in raw.items()}
+    return [models[name] for name in sorted(models)]
+
+
+def time_calls(call: Callable[[], object], *, calls: int, budget_s: float) -> list[float]:
+    """Per-call durations (s) of ``calls`` calls, or fewer if ``budget_s`` runs out (at least 5)."""
+    durations: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(durations) < calls and (len(durations) < 5 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        call()
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def run(quick: bool) -> bool:
+    with tempfile.TemporaryDirectory(prefix="bench-read-") as tmp, redis_server(Path(tmp) / "redis") as url:
+        settings = Settings(redis_url=url, data_dir=Path(tmp) / "data")
+        keys = Keys(settings.key_prefix)
+        client = redis.Redis.from_url(url)
+        started = time.perf_counter()
+        assert Store(client, keys).seed(1, make_records(MODELS), [])
+        seed_s = time.perf_counter() - started
+        with Controller(settings) as controller:
+            assert len(controller.fetch_models()) == MODELS
+            assert naive_fetch(client, keys.models) == controller.fetch_models()
+            budget = 4.0 if quick else 30.0
+            replica = time_calls(controller.fetch_models, calls=200 if quick else 1000, budget_s=budget)
+            naive = time_calls(lambda: naive_fetch(client, keys.models), calls=30 if quick else 200,
+                               budget_s=budget)
+            model = time_calls(lambda: controller.get_model(name_of(MODELS // 2)), calls=10_000, budget_s=2)
+        client.close()
+    fig, base = median(replica), median(naive)
+    met = base / fig >= GOAL
+    rows = [
+        Row(f"fetch_models(), {MODELS:,} models, median of {len(replica)}", ms(fig),
+            f"{ms(base)} (HGETALL+json, median of {len(naive)})", f"{base / fig:.1f}× faster",
+            f">= {GOAL:.0f}× faster", met),
+        Row("same, p99", ms(percentile(replica, 99)), ms(percentile(naive, 99)),
+            f"{percentile(naive, 99) / percentile(replica, 99):.1f}× faster"),
+        Row("get_model(one name), median", ms(median(model)), ms(base), ratio(base, median(model), digits=0)),
+    ]
+    print_table("bench_read_path" + (" --quick" if quick else ""), rows,
+                [f"Seeding {MODELS:,} records with Store.seed took {seed_s:.2f} s."])
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls (< 30 s)")
+    args = parser.parse_args()
+    return 0 if run(args.quick) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

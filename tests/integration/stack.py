@@ -1,0 +1,81 @@
+"""Helpers to run real `modeldepot worker` processes against the test's Redis and local hub."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from app.controller import Controller
+
+
+class WorkerProcess:
+    """A forking RQ worker (`python -m app.cli worker`) in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, queues: str = "maintenance,downloads") -> None:
+        self.log = open(log_dir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", queues],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def horse_pids(self) -> list[int]:
+        try:
+            return [p.pid for p in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill_horse(self) -> bool:
+        pids = self.horse_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return bool(pids)
+
+    def kill_all(self) -> None:
+        """SIGKILL the worker and its work-horse (RQ puts the horse in a process group of its own)."""
+        horses = self.horse_pids()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in horses:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill_all()
+        self.log.close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_status(controller: Controller, name: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        record = controller.models.get(name)
+        return record if record and record["status"] in statuses else None
+
+    try:
+        return wait_for(check, timeout, f"{name} to become {statuses}")  # type: ignore[no-any-return]
+    except AssertionError:
+        raise AssertionError(f"{name} is {controller.models.get(name)}; wanted {statuses}") from None
