@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import redis
 import typer
@@ -53,17 +53,31 @@ class DepotGroup(TyperGroup):
             if ctx.params.get("debug"):
                 raise
             logging.getLogger(__name__).debug("unexpected error", exc_info=True)
-            fail(f"unexpected {type(e).__name__}: {e}. Run again with --debug to see the traceback, "
-                 "and report it if it persists.")
+            fail(
+                f"unexpected {type(e).__name__}: {e}. Run again with --debug to see the traceback, "
+                "and report it if it persists."
+            )
 
 
-cli = typer.Typer(cls=DepotGroup, no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
-                  pretty_exceptions_show_locals=False,
-                  help="Model Depot: a team's shared Hugging Face model manager.\n\n"
-                       "Reads MODELDEPOT_REDIS_URL (and the other MODELDEPOT_* settings) from the environment.")
-snapshot_cli = typer.Typer(cls=TyperGroup, no_args_is_help=True, rich_markup_mode="markdown",
-                           help="Move the model list between deployments as a JSON file.")
+cli = typer.Typer(
+    cls=DepotGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,
+    help="Model Depot: a team's shared Hugging Face model manager.\n\n"
+    "Reads MODELDEPOT_REDIS_URL and the other MODELDEPOT_* settings from the environment.",
+)
+snapshot_cli = typer.Typer(
+    cls=TyperGroup,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Move the model list between deployments as a JSON file.",
+)
 cli.add_typer(snapshot_cli, name="snapshot")
+
+
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="org/name or org/name@revision.")]
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -85,8 +99,10 @@ def examples(*lines: str) -> str:
 
 
 @cli.callback()
-def root(ctx: typer.Context,
-         debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")) -> None:
+def root(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
     """Model Depot: a team's shared Hugging Face model manager."""
     level = logging.INFO if ctx.invoked_subcommand in LONG_RUNNING else logging.WARNING
     logging.basicConfig(level=logging.DEBUG if debug else level, format=LOG_FORMAT)
@@ -143,21 +159,35 @@ def current_user() -> str:
 # ---- processes ---------------------------------------------------------------------------------------
 
 
-@cli.command(epilog=examples("modeldepot serve --port 7860",
-                             "MODELDEPOT_REDIS_URL=redis://redis:6379/0 modeldepot serve --host 0.0.0.0"))
-def serve(host: str = typer.Option("127.0.0.1", help="Address to bind."),
-          port: int = typer.Option(7860, help="Port to bind.")) -> None:
+@cli.command(
+    epilog=examples(
+        "modeldepot serve --port 7860",
+        "MODELDEPOT_REDIS_URL=redis://redis:6379/0 modeldepot serve --host 0.0.0.0",
+    )
+)
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 7860,
+) -> None:
     """Run a UI worker. With no MODELDEPOT_REDIS_URL, also start redis-server and download workers."""
     from app.runtime import serve as run
 
     run(host, port)
 
 
-@cli.command(epilog=examples("MODELDEPOT_REDIS_URL=redis://redis:6379/0 modeldepot worker",
-                             "modeldepot worker --queues downloads --name gpu-host-1"))
-def worker(queues: str = typer.Option("maintenance,downloads", help="Comma-separated: downloads, maintenance."),
-           name: str | None = typer.Option(None, help="Worker name (default: host.pid)."),
-           burst: bool = typer.Option(False, help="Exit when the queues are empty.")) -> None:
+@cli.command(
+    epilog=examples(
+        "MODELDEPOT_REDIS_URL=redis://redis:6379/0 modeldepot worker",
+        "modeldepot worker --queues downloads --name gpu-host-1",
+    )
+)
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated: downloads, maintenance.")
+    ] = "maintenance,downloads",
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host.pid).")] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
+) -> None:
     """Run an RQ worker for downloads and removals (several may run on several hosts)."""
     from workers.worker import run_worker
 
@@ -167,23 +197,36 @@ def worker(queues: str = typer.Option("maintenance,downloads", help="Comma-separ
 # ---- models ------------------------------------------------------------------------------------------
 
 
-@cli.command(epilog=examples("modeldepot pull Qwen/Qwen2.5-0.5B-Instruct --wait",
-                             "modeldepot pull org/name@v1.0 --include '*.safetensors' --include '*.json'",
-                             "modeldepot pull org/name --revision main --exclude 'onnx/*'"))
-def pull(model: str = typer.Argument(..., metavar="MODEL", help="org/name or org/name@revision."),
-         revision: str | None = typer.Option(None, "--revision", "-r", help="Branch, tag or commit."),
-         include: list[str] = typer.Option([], "--include", "-i", help="Only files matching this glob "
-                                                                         "(repeatable)."),
-         exclude: list[str] = typer.Option([], "--exclude", "-x", help="Skip files matching this glob "
-                                                                         "(repeatable)."),
-         wait: bool = typer.Option(False, "--wait", "-w", help="Show progress until the model is ready; exit "
-                                                               "non-zero if it fails or is cancelled."),
-         timeout: float | None = typer.Option(None, "--timeout", min=0, help="With --wait: stop waiting "
-                                              "after this many seconds (the download goes on).")) -> None:
+@cli.command(
+    epilog=examples(
+        "modeldepot pull Qwen/Qwen2.5-0.5B-Instruct --wait",
+        "modeldepot pull org/name@v1.0 --include '*.safetensors' --include '*.json'",
+        "modeldepot pull org/name --revision main --exclude 'onnx/*'",
+    )
+)
+def pull(
+    model: ModelArg,
+    revision: Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit.")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", "-i", help="Only files matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-x", help="Skip files matching this glob (repeatable).")
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", "-w", help="Show progress until ready; exit non-zero if it fails or is cancelled."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="With --wait: stop waiting after this many seconds (the download goes on)."),
+    ] = None,
+) -> None:
     """Queue a download of a model from the Hub onto the shared models volume."""
     with open_controller(listen=wait) as controller:
-        outcome = controller.download_model(model, revision, include or None, exclude or None,
-                                            requested_by=current_user())
+        outcome = controller.download_model(model, revision, include, exclude, requested_by=current_user())
         say(outcome.message)
         if wait:
             wait_for_download(controller, outcome.name, timeout)
@@ -199,11 +242,15 @@ def wait_for_download(controller: Controller, name: str, timeout: float | None) 
             record = follow_model(controller, name, view.update, timeout=timeout)
     except WaitTimeout as e:
         status = (e.record or {}).get("status", "gone")
-        fail(f"{name} is still {status} after {timeout:g}s; it goes on in the background "
-             f"(watch it with `modeldepot ls`).")
+        fail(
+            f"{name} is still {status} after {timeout:g}s; it goes on in the background "
+            f"(watch it with `modeldepot ls`)."
+        )
     except KeyboardInterrupt:
-        fail(f"stopped waiting; {name} goes on in the background. Cancel it with "
-             f"`modeldepot cancel {name}`.", EXIT_INTERRUPTED)
+        fail(
+            f"stopped waiting; {name} goes on in the background. Cancel it with `modeldepot cancel {name}`.",
+            EXIT_INTERRUPTED,
+        )
     report_finished(name, record)
 
 
@@ -212,8 +259,11 @@ def warn_without_workers(controller: Controller) -> None:
 
     downloads = controller.jobs.downloads.name
     if not any(w.alive and downloads in w.queues for w in list_workers(controller.jobs)):
-        typer.echo("warning: no live worker on the downloads queue; the download starts once one runs "
-                   "(`modeldepot worker`).", err=True)
+        typer.echo(
+            "warning: no live worker on the downloads queue; the download starts once one runs "
+            "(`modeldepot worker`).",
+            err=True,
+        )
 
 
 def report_finished(name: str, record: dict[str, Any] | None) -> None:
@@ -222,20 +272,36 @@ def report_finished(name: str, record: dict[str, Any] | None) -> None:
     if record is None:
         fail(f"{name} was removed before it finished.")
     if record["status"] == Status.FAILED:
-        fail(f"download of {name} failed: {record.get('error') or 'no reason recorded'}. "
-             f"Fix the cause, then run `modeldepot pull {name}` again.")
+        fail(
+            f"download of {name} failed: {record.get('error') or 'no reason recorded'}. "
+            f"Fix the cause, then run `modeldepot pull {name}` again."
+        )
     if record["status"] == Status.CANCELLED:
         fail(f"download of {name} was cancelled.")
-    say(f"{name} is ready: {human_bytes(record.get('size_bytes') or 0)} at commit "
-        f"{(record.get('commit') or '')[:7]}.")
+    say(
+        f"{name} is ready: {human_bytes(record.get('size_bytes') or 0)} at commit "
+        f"{(record.get('commit') or '')[:7]}."
+    )
 
 
-@cli.command("ls", epilog=examples("modeldepot ls", "modeldepot ls --status failed",
-                                   "modeldepot ls --json | jq -r '.[] | select(.status==\"ready\") | .name'"))
-def list_models(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON (for "
-                                                                   "scripts; same as the UI's list)."),
-                status: Status | None = typer.Option(None, "--status", "-s", case_sensitive=False,
-                                                     help="Only models in this status.")) -> None:
+@cli.command(
+    "ls",
+    epilog=examples(
+        "modeldepot ls",
+        "modeldepot ls --status failed",
+        "modeldepot ls --json | jq -r '.[] | select(.status==\"ready\") | .name'",
+    ),
+)
+def list_models(
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the records as JSON (for scripts; the same as the UI's list)."),
+    ] = False,
+    status: Annotated[
+        Status | None,
+        typer.Option("--status", "-s", case_sensitive=False, help="Only models in this status."),
+    ] = None,
+) -> None:
     """List the models: name, revision, status, size, when."""
     from app.cli_output import models_table
 
@@ -252,8 +318,10 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print the re
 
 
 @cli.command(epilog=examples("modeldepot rm org/name", "modeldepot rm org/name@v1.0 --yes"))
-def rm(model: str = typer.Argument(..., metavar="MODEL", help="org/name or org/name@revision."),
-       yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+def rm(
+    model: ModelArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
     """Remove a model: delete its files from the volume and drop it from the list."""
     with open_controller() as controller:
         record = controller.get_model(model)
@@ -275,28 +343,32 @@ def confirm_removal(record: dict[str, Any]) -> None:
 
 
 @cli.command(epilog=examples("modeldepot cancel org/name"))
-def cancel(model: str = typer.Argument(..., metavar="MODEL", help="org/name or org/name@revision.")) -> None:
+def cancel(model: ModelArg) -> None:
     """Cancel a queued or running download; its partial files are deleted."""
     with open_controller() as controller:
         say(controller.cancel_download(model, requested_by=current_user()).message)
 
 
 @cli.command(epilog=examples("modeldepot verify org/name"))
-def verify(model: str = typer.Argument(..., metavar="MODEL", help="org/name or org/name@revision.")) -> None:
+def verify(model: ModelArg) -> None:
     """Re-check a ready model's files against the Hub's checksums (runs as a job)."""
     with open_controller() as controller:
         say(controller.verify_model(model).message)
 
 
 @cli.command(epilog=examples("modeldepot logs -n 50", "modeldepot logs --follow"))
-def logs(follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
-         lines: int = typer.Option(20, "--lines", "-n", min=0, help="How many of the latest lines.")) -> None:
+def logs(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many of the latest lines.")] = 20,
+) -> None:
     """Print the shared event log (who did what), oldest first."""
     from app.follow import follow_logs
 
     with open_controller(listen=follow) as controller:
         history = controller.get_logs()
-        for line in history[max(0, len(history) - lines):]:
+        for line in history[max(0, len(history) - lines) :]:
             typer.echo(line)
         if follow:
             with contextlib.suppress(KeyboardInterrupt):
@@ -307,7 +379,9 @@ def logs(follow: bool = typer.Option(False, "--follow", "-f", help="Keep printin
 
 
 @cli.command(epilog=examples("modeldepot status", "modeldepot status --json | jq .workers"))
-def status(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
     """Health report: Redis, queues, workers (alive or gone), models by status, free space.
 
     Exits 1 when unhealthy: Redis unreachable, or a queue without a live worker.
@@ -322,8 +396,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the report 
     report = redis_report(connection)
     if report.redis_version is not None:
         with Controller(settings, connection, listen=False) as controller:
-            fill_report(report, controller.jobs, controller.models, state_version=controller.version,
-                        models_dir=settings.resolved_models_dir)
+            fill_report(
+                report,
+                controller.jobs,
+                controller.models,
+                state_version=controller.version,
+                models_dir=settings.resolved_models_dir,
+            )
     if as_json:
         say(json.dumps({**asdict(report), "healthy": report.healthy}, indent=2))
     else:
@@ -332,9 +411,15 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the report 
         fail(f"unhealthy: {'; '.join(report.problems)}")
 
 
-@snapshot_cli.command("export", epilog=examples("modeldepot snapshot export state.json",
-                                                "modeldepot snapshot export - | gzip > state.json.gz"))
-def snapshot_export(file: str = typer.Argument(..., metavar="FILE", help="Where to write; - for stdout.")) -> None:
+@snapshot_cli.command(
+    "export",
+    epilog=examples(
+        "modeldepot snapshot export state.json", "modeldepot snapshot export - | gzip > state.json.gz"
+    ),
+)
+def snapshot_export(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Where to write; - for stdout.")],
+) -> None:
     """Write every model record and the event log to a JSON file."""
     from app.transfer import STDIO, export_text, write_text
 
@@ -345,13 +430,19 @@ def snapshot_export(file: str = typer.Argument(..., metavar="FILE", help="Where 
         say(f"Exported {len(state.models)} models (state version {state.version}) to {file}.")
 
 
-@snapshot_cli.command("import", epilog=examples("modeldepot snapshot import state.json",
-                                                "modeldepot snapshot import state.json --force"))
-def snapshot_import(file: str = typer.Argument(..., metavar="FILE", help="A file from `snapshot export`; - "
-                                                                       "for stdin."),
-                    force: bool = typer.Option(False, "--force", help="Import even though Redis already has "
-                                                                      "models (same-named records are "
-                                                                      "overwritten).")) -> None:
+@snapshot_cli.command(
+    "import",
+    epilog=examples("modeldepot snapshot import state.json", "modeldepot snapshot import state.json --force"),
+)
+def snapshot_import(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A file from `snapshot export`; - for stdin.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Import even though Redis already has models (same-named records are overwritten)."
+        ),
+    ] = False,
+) -> None:
     """Load a snapshot file into Redis; refuses a malformed file, and a Redis with models unless --force."""
     from app.transfer import import_state, read_document
 
@@ -369,8 +460,13 @@ def bare_store(settings: Settings) -> Store:
     from app.keys import Keys
     from app.store import Store
 
-    return Store(connect_checked(settings), Keys(settings.key_prefix), log_size=settings.log_size,
-                 stream_size=settings.stream_size, sender=f"cli:{socket.gethostname()}:{os.getpid()}")
+    return Store(
+        connect_checked(settings),
+        Keys(settings.key_prefix),
+        log_size=settings.log_size,
+        stream_size=settings.stream_size,
+        sender=f"cli:{socket.gethostname()}:{os.getpid()}",
+    )
 
 
 def persist_after_import(store: Store, settings: Settings) -> None:

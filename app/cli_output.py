@@ -14,8 +14,14 @@ if TYPE_CHECKING:
     from app.status import HealthReport
 
 Record = dict[str, Any]
-STATUS_STYLE = {"ready": "green", "failed": "red", "cancelled": "yellow", "downloading": "cyan",
-                "queued": "blue", "removing": "magenta"}
+STATUS_STYLE = {
+    "ready": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "downloading": "cyan",
+    "queued": "blue",
+    "removing": "magenta",
+}
 
 
 def human_bytes(size: float) -> str:
@@ -50,10 +56,14 @@ def models_table(records: list[Record]) -> Table:
         table.add_column(column, justify="right" if column == "SIZE" else "left", no_wrap=column != "NAME")
     for record in records:
         status = str(record.get("status"))
-        table.add_row(record["name"], record.get("revision") or "main", _status_cell(record),
-                      human_bytes(model_size(record)) if model_size(record) else "",
-                      human_time(record.get("finished_at") or record.get("requested_at")),
-                      style="dim" if status == "removing" else None)
+        table.add_row(
+            record["name"],
+            record.get("revision") or "main",
+            _status_cell(record),
+            human_bytes(model_size(record)) if model_size(record) else "",
+            human_time(record.get("finished_at") or record.get("requested_at")),
+            style="dim" if status == "removing" else None,
+        )
     return table
 
 
@@ -73,8 +83,10 @@ def progress_line(record: Record) -> str:
     if status != "downloading" or not record.get("bytes_total"):
         return f"{name}: {status}"
     done, total = int(record.get("bytes_done", 0)), int(record["bytes_total"])
-    return (f"{name}: downloading {human_bytes(done)} / {human_bytes(total)} ({100 * done / total:.0f}%) "
-            f"at {human_bytes(record.get('speed_bps') or 0)}/s, ETA {human_duration(record.get('eta_s'))}")
+    return (
+        f"{name}: downloading {human_bytes(done)} / {human_bytes(total)} ({100 * done / total:.0f}%) "
+        f"at {human_bytes(record.get('speed_bps') or 0)}/s, ETA {human_duration(record.get('eta_s'))}"
+    )
 
 
 class DownloadView:
@@ -92,14 +104,20 @@ class DownloadView:
     def __enter__(self) -> DownloadView:
         if self.console.is_terminal:
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TextColumn("{task.fields[speed]}"), TextColumn("ETA {task.fields[eta]}"),
-                console=self.console, transient=False)
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TextColumn("{task.fields[speed]}"),
+                TextColumn("ETA {task.fields[eta]}"),
+                console=self.console,
+                transient=False,
+            )
             self._progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()
 
@@ -119,8 +137,9 @@ class DownloadView:
         if self._task is None:
             self._task = progress.add_task(description, completed=done, total=total, speed=speed, eta=eta)
         else:
-            progress.update(self._task, description=description, completed=done, total=total, speed=speed,
-                            eta=eta)
+            progress.update(
+                self._task, description=description, completed=done, total=total, speed=speed, eta=eta
+            )
 
     def _print_line(self, record: Record) -> None:
         line, status, now = progress_line(record), record.get("status"), time.monotonic()
@@ -144,13 +163,25 @@ def status_view(report: HealthReport) -> RenderableType:
 def _redis_line(report: HealthReport) -> str:
     if report.redis_version is None:
         return f"[bold]Redis[/]  {report.redis_url}  [red]unreachable[/]"
-    return (f"[bold]Redis[/]  {report.redis_url}  [green]up[/], version {report.redis_version}, "
-            f"state version {report.state_version}")
+    return (
+        f"[bold]Redis[/]  {report.redis_url}  [green]up[/], version {report.redis_version}, "
+        f"state version {report.state_version}"
+    )
 
 
 def _queues_table(report: HealthReport) -> Table:
-    table = Table("QUEUE", "RQ NAME", "QUEUED", "RUNNING", "FAILED", "WORKERS", title="Queues",
-                  title_justify="left", box=None, header_style="bold")
+    table = Table(
+        "QUEUE",
+        "RQ NAME",
+        "QUEUED",
+        "RUNNING",
+        "FAILED",
+        "WORKERS",
+        title="Queues",
+        title_justify="left",
+        box=None,
+        header_style="bold",
+    )
     for q in report.queues:
         workers = f"[red]{q.workers_alive}[/]" if q.workers_alive == 0 else str(q.workers_alive)
         table.add_row(q.kind, q.name, str(q.queued), str(q.running), str(q.failed), workers)
@@ -158,8 +189,18 @@ def _queues_table(report: HealthReport) -> Table:
 
 
 def _workers_table(report: HealthReport) -> Table:
-    table = Table("WORKER", "HOST", "PID", "STATE", "CURRENT JOB", "HEARTBEAT", title="Workers",
-                  title_justify="left", box=None, header_style="bold")
+    table = Table(
+        "WORKER",
+        "HOST",
+        "PID",
+        "STATE",
+        "CURRENT JOB",
+        "HEARTBEAT",
+        title="Workers",
+        title_justify="left",
+        box=None,
+        header_style="bold",
+    )
     for w in report.workers:
         state = w.state if w.alive else "[red]gone[/]"
         age = "" if w.heartbeat_age_s is None else f"{w.heartbeat_age_s:.0f}s ago"
@@ -178,5 +219,7 @@ def _volume_line(report: HealthReport) -> str:
     volume = report.volume
     if volume is None:
         return "[bold]Volume[/]  models volume not mounted on this host"
-    return (f"[bold]Volume[/]  {volume.path}: {human_bytes(volume.free_bytes)} free of "
-            f"{human_bytes(volume.total_bytes)}")
+    return (
+        f"[bold]Volume[/]  {volume.path}: {human_bytes(volume.free_bytes)} free of "
+        f"{human_bytes(volume.total_bytes)}"
+    )

@@ -25,8 +25,14 @@ class WaitTimeout(Exception):
         self.record = record
 
 
-def follow_model(controller: Controller, name: str, on_change: Callable[[Record | None], None], *,
-                 timeout: float | None = None, poll: float = 0.5) -> Record | None:
+def follow_model(
+    controller: Controller,
+    name: str,
+    on_change: Callable[[Record | None], None],
+    *,
+    timeout: float | None = None,
+    poll: float = 0.5,
+) -> Record | None:
     """Call ``on_change`` whenever the record changes; return it once finished (None once removed).
 
     Raises:
@@ -46,8 +52,13 @@ def follow_model(controller: Controller, name: str, on_change: Callable[[Record 
         controller.replica.wait_for(controller.version + 1, timeout=poll)
 
 
-def follow_logs(controller: Controller, emit: Callable[[str], None], *, poll: float = 0.5,
-                should_stop: Callable[[], bool] = lambda: False) -> None:
+def follow_logs(
+    controller: Controller,
+    emit: Callable[[str], None],
+    *,
+    poll: float = 0.5,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
     """Call ``emit`` with each new log line until ``should_stop()`` (or KeyboardInterrupt)."""
     seen = controller.get_logs()
     while not should_stop():

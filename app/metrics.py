@@ -80,8 +80,9 @@ class DepotCollector(Collector):
         yield duration_histogram(durations)
         workers = list_workers(jobs)
         depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Jobs waiting in the RQ queue.", labels=["queue"])
-        alive = GaugeMetricFamily(f"{PREFIX}_workers_alive", "Live RQ workers listening on the queue.",
-                                  labels=["queue"])
+        alive = GaugeMetricFamily(
+            f"{PREFIX}_workers_alive", "Live RQ workers listening on the queue.", labels=["queue"]
+        )
         for queue in (jobs.downloads, jobs.maintenance):
             depth.add_metric([queue.name], queue.count)
             alive.add_metric([queue.name], sum(1 for w in workers if w.alive and queue.name in w.queues))
@@ -89,8 +90,9 @@ class DepotCollector(Collector):
         yield alive
 
 
-def _read_counters(connection: redis.Redis, metrics_key: str,
-                   durations_key: str) -> tuple[dict[str, int], list[float]]:
+def _read_counters(
+    connection: redis.Redis, metrics_key: str, durations_key: str
+) -> tuple[dict[str, int], list[float]]:
     pipe = connection.pipeline(transaction=False)
     pipe.hgetall(metrics_key)
     pipe.lrange(durations_key, 0, -1)
@@ -109,9 +111,12 @@ def duration_histogram(durations: list[float]) -> HistogramMetricFamily:
     """A histogram of the recent job durations (seconds)."""
     buckets = [(str(bound), float(sum(1 for d in durations if d <= bound))) for bound in DURATION_BUCKETS]
     buckets.append(("+Inf", float(len(durations))))
-    return HistogramMetricFamily(f"{PREFIX}_job_duration_seconds",
-                                 "Duration of recent successful downloads (the latest 1000).",
-                                 buckets=buckets, sum_value=sum(durations))
+    return HistogramMetricFamily(
+        f"{PREFIX}_job_duration_seconds",
+        "Duration of recent successful downloads (the latest 1000).",
+        buckets=buckets,
+        sum_value=sum(durations),
+    )
 
 
 def build_registry(controller: Controller) -> CollectorRegistry:

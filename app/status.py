@@ -88,8 +88,14 @@ def redis_report(connection: redis.Redis) -> HealthReport:
     return report
 
 
-def fill_report(report: HealthReport, jobs: JobQueue, models: dict[str, dict[str, Any]], *,
-                state_version: int, models_dir: Path) -> HealthReport:
+def fill_report(
+    report: HealthReport,
+    jobs: JobQueue,
+    models: dict[str, dict[str, Any]],
+    *,
+    state_version: int,
+    models_dir: Path,
+) -> HealthReport:
     """Add queues, workers, models and the volume to a report whose Redis answered.
 
     Raises:
@@ -125,12 +131,21 @@ def list_workers(jobs: JobQueue) -> list[WorkerInfo]:
 
 def _worker_info(worker: BaseWorker, connection: redis.Redis) -> WorkerInfo:
     heartbeat = worker.last_heartbeat
-    age = None if heartbeat is None else max(0.0, (datetime.now(UTC) - heartbeat.replace(tzinfo=UTC))
-                                              .total_seconds())
-    return WorkerInfo(name=worker.name, hostname=worker.hostname, pid=worker.pid,
-                      queues=[q.name for q in worker.queues], state=str(worker.get_state()),
-                      current_job=worker.get_current_job_id(), heartbeat_age_s=age,
-                      alive=worker_alive(connection, worker.name))
+    age = (
+        None
+        if heartbeat is None
+        else max(0.0, (datetime.now(UTC) - heartbeat.replace(tzinfo=UTC)).total_seconds())
+    )
+    return WorkerInfo(
+        name=worker.name,
+        hostname=worker.hostname,
+        pid=worker.pid,
+        queues=[q.name for q in worker.queues],
+        state=str(worker.get_state()),
+        current_job=worker.get_current_job_id(),
+        heartbeat_age_s=age,
+        alive=worker_alive(connection, worker.name),
+    )
 
 
 def worker_alive(connection: redis.Redis, name: str) -> bool:
@@ -142,9 +157,14 @@ def worker_alive(connection: redis.Redis, name: str) -> bool:
 
 def queue_info(kind: str, queue: Queue, workers: list[WorkerInfo]) -> QueueInfo:
     alive = sum(1 for w in workers if w.alive and queue.name in w.queues)
-    return QueueInfo(kind=kind, name=queue.name, queued=queue.count,
-                     running=queue.started_job_registry.get_job_count(cleanup=False),
-                     failed=queue.failed_job_registry.get_job_count(cleanup=False), workers_alive=alive)
+    return QueueInfo(
+        kind=kind,
+        name=queue.name,
+        queued=queue.count,
+        running=queue.started_job_registry.get_job_count(cleanup=False),
+        failed=queue.failed_job_registry.get_job_count(cleanup=False),
+        workers_alive=alive,
+    )
 
 
 def volume_info(models_dir: Path) -> VolumeInfo | None:
@@ -156,15 +176,20 @@ def volume_info(models_dir: Path) -> VolumeInfo | None:
 
 
 def _problems(report: HealthReport) -> list[str]:
-    return [f"no live worker on the {q.kind} queue ({q.name}); start one with `modeldepot worker`"
-            for q in report.queues if q.workers_alive == 0]
+    return [
+        f"no live worker on the {q.kind} queue ({q.name}); start one with `modeldepot worker`"
+        for q in report.queues
+        if q.workers_alive == 0
+    ]
 
 
 def _warnings(report: HealthReport) -> list[str]:
-    warnings = [f"worker {w.name} ({w.hostname}, pid {w.pid}) is gone; RQ drops its registration within "
-                "8 minutes" for w in report.workers if not w.alive]
+    warnings = [
+        f"worker {w.name} ({w.hostname}, pid {w.pid}) is gone; RQ drops its registration within 8 minutes"
+        for w in report.workers
+        if not w.alive
+    ]
     volume = report.volume
     if volume is not None and volume.free_bytes < LOW_SPACE_FRACTION * volume.total_bytes:
         warnings.append(f"the models volume {volume.path} is almost full; remove models with `modeldepot rm`")
     return warnings
-

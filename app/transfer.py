@@ -74,8 +74,10 @@ def read_document(path: str) -> State:
     try:
         return snapshot.parse_document(text)
     except SnapshotImportError as e:
-        raise SnapshotImportError(f"{path} is not a valid Model Depot snapshot: {e}. Nothing was imported; "
-                                  "export one with `modeldepot snapshot export FILE`.") from e
+        raise SnapshotImportError(
+            f"{path} is not a valid Model Depot snapshot: {e}. Nothing was imported; "
+            "export one with `modeldepot snapshot export FILE`."
+        ) from e
 
 
 def import_state(store: Store, state: State, *, source: str, force: bool = False) -> ImportResult:
@@ -85,15 +87,18 @@ def import_state(store: Store, state: State, *, source: str, force: bool = False
         ConflictError: Redis already has models and ``force`` is False.
         StateUnavailableError: Redis is unreachable.
     """
-    entry = LogEntry(IMPORTER, f"imported {len(state.models)} models from {Path(source).name}",
-                     level="warning")
+    entry = LogEntry(
+        IMPORTER, f"imported {len(state.models)} models from {Path(source).name}", level="warning"
+    )
     if store.seed(state.version, state.models, [*state.logs, entry]):
         return ImportResult(len(state.models), 0, seeded=True)
     current = store.read_state().models
     if current and not force:
-        raise ConflictError(f"Redis already holds {len(current)} models; nothing was imported. Export them "
-                            "first (`modeldepot snapshot export backup.json`), then import with --force to "
-                            "overwrite records of the same name.")
+        raise ConflictError(
+            f"Redis already holds {len(current)} models; nothing was imported. Export them "
+            "first (`modeldepot snapshot export backup.json`), then import with --force to "
+            "overwrite records of the same name."
+        )
     for name, raw in state.models.items():
         store.force(name, ModelRecord.model_validate(raw), None)
     store.append_log(entry)

@@ -63,8 +63,10 @@ def not_ready_reason(controller: Controller) -> str | None:
     except (redis.RedisError, ModelDepotError, OSError) as e:
         return f"Redis is unreachable ({type(e).__name__}); check redis-server and MODELDEPOT_REDIS_URL"
     if not controller.in_sync:
-        return (f"the replica is not in sync with Redis yet (version {controller.version}, "
-                f"{controller.version_lag} behind); it resyncs by itself within seconds")
+        return (
+            f"the replica is not in sync with Redis yet (version {controller.version}, "
+            f"{controller.version_lag} behind); it resyncs by itself within seconds"
+        )
     return None
 
 

@@ -10,6 +10,7 @@ sort by name (the same list of dicts ``fetch_models()`` returns). Goal: the repl
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -59,15 +60,34 @@ def naive_fetch(client: redis.Redis, key: str) -> list[dict[str, Any]]:
     return [models[name] for name in sorted(models)]
 
 
-def time_calls(call: Callable[[], object], *, calls: int, budget_s: float) -> list[float]:
-    """Per-call durations (s) of ``calls`` calls, or fewer if ``budget_s`` runs out (at least 5)."""
-    durations: list[float] = []
+def timed(call: Callable[[], object], into: list[float]) -> None:
+    start = time.perf_counter()
+    call()
+    into.append(time.perf_counter() - start)
+
+
+def interleaved(replica: Callable[[], object], naive: Callable[[], object], *, rounds: int,
+                budget_s: float) -> tuple[list[float], list[float], list[float]]:
+    """Per-call durations (s): each round is 1 naive call, 5 replica calls and 2 replica calls with the
+    cyclic GC off (to show how much of a call is GC pauses). Interleaving makes both sides share whatever
+    else loads the machine. Stops after ``rounds`` or ``budget_s`` (at least 5 rounds)."""
+    fast: list[float] = []
+    slow: list[float] = []
+    no_gc: list[float] = []
     deadline = time.perf_counter() + budget_s
-    while len(durations) < calls and (len(durations) < 5 or time.perf_counter() < deadline):
-        start = time.perf_counter()
-        call()
-        durations.append(time.perf_counter() - start)
-    return durations
+    for n in range(rounds):
+        if n >= 5 and time.perf_counter() > deadline:
+            break
+        timed(naive, slow)
+        for _ in range(5):
+            timed(replica, fast)
+        gc.disable()
+        try:
+            for _ in range(2):
+                timed(replica, no_gc)
+        finally:
+            gc.enable()
+    return fast, slow, no_gc
 
 
 def run(quick: bool) -> bool:
@@ -81,11 +101,12 @@ def run(quick: bool) -> bool:
         with Controller(settings) as controller:
             assert len(controller.fetch_models()) == MODELS
             assert naive_fetch(client, keys.models) == controller.fetch_models()
-            budget = 4.0 if quick else 30.0
-            replica = time_calls(controller.fetch_models, calls=200 if quick else 1000, budget_s=budget)
-            naive = time_calls(lambda: naive_fetch(client, keys.models), calls=30 if quick else 200,
-                               budget_s=budget)
-            model = time_calls(lambda: controller.get_model(name_of(MODELS // 2)), calls=10_000, budget_s=2)
+            replica, naive, no_gc = interleaved(
+                controller.fetch_models, lambda: naive_fetch(client, keys.models),
+                rounds=15 if quick else 150, budget_s=8.0 if quick else 90.0)
+            model: list[float] = []
+            for _ in range(10_000):
+                timed(lambda: controller.get_model(name_of(MODELS // 2)), model)
         client.close()
     fig, base = median(replica), median(naive)
     met = base / fig >= GOAL
@@ -95,6 +116,8 @@ def run(quick: bool) -> bool:
             f">= {GOAL:.0f}× faster", met),
         Row("same, p99", ms(percentile(replica, 99)), ms(percentile(naive, 99)),
             f"{percentile(naive, 99) / percentile(replica, 99):.1f}× faster"),
+        Row("diagnostic: fetch_models() with gc disabled, median", ms(median(no_gc)), ms(base),
+            f"{base / median(no_gc):.1f}× faster"),
         Row("get_model(one name), median", ms(median(model)), ms(base), ratio(base, median(model), digits=0)),
     ]
     print_table("bench_read_path" + (" --quick" if quick else ""), rows,

@@ -73,7 +73,8 @@ def print_table(title: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> N
     lines = [head, *((r.metric, r.figure, r.baseline, r.ratio, r.goal, _met(r.met)) for r in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     print(f"\n### {title}\n")
-    print(f"_{machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}_\n")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"_{machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average at the end {load}_\n")
     for n, line in enumerate(lines):
         print("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |")
         if n == 0:

@@ -25,7 +25,6 @@ only the rest.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import threading
@@ -58,8 +57,6 @@ from app.errors import (
 )
 from app.validation import show
 from workers import cache
-
-log = logging.getLogger(__name__)
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _ABORT_GRACE_S = 5.0
@@ -295,13 +292,13 @@ def hub_errors(
     except ModelDepotError:
         raise
     except Exception as e:
-        converted = convert_error(e, _Where(repo_id, revision, endpoint, cache_dir))
+        converted = _convert_error(e, _Where(repo_id, revision, endpoint, cache_dir))
         if converted is None:
             raise
         raise converted from e
 
 
-def convert_error(error: BaseException, where: _Where) -> ModelDepotError | None:
+def _convert_error(error: BaseException, where: _Where) -> ModelDepotError | None:
     """Our error for a library error, or None when it is not one we know."""
     if _errno_in_chain(error, _DISK_FULL_ERRNOS):
         return DiskFullError(_disk_full_message(where))

@@ -112,8 +112,10 @@ def test_killed_worker_is_recovered_by_another(hub: HubServer, start_worker, con
     worker.kill_all()
     hub.throttle_bps = None
     start_worker()
+    # Either our watchdog re-queues it (attempt 2) or the new worker's RQ registry cleanup re-runs the
+    # same job first; both must end ready.
     record = wait_status(controller, "org/crash2", {"ready"}, timeout=45)
-    assert record["attempt"] == 2
+    assert record["attempt"] in (1, 2)
 
 
 @pytest.mark.parametrize(("setup", "name", "reason"), [
