@@ -139,7 +139,7 @@ def parse_users(text: str, *, source: str = "users file") -> dict[str, _Account]
         if not line or line.startswith("#"):
             continue
         where = f"{source} line {number}"
-        name, role, password_hash = (line.split(":", 2) + ["", ""])[:3]
+        name, role, password_hash = [*line.split(":", 2), "", ""][:3]
         if "$" not in password_hash:
             raise ConfigError(f"{where}: expected name:role:salt$hash; make lines with "
                               "`python -m app.auth hash NAME ROLE`.")

@@ -272,10 +272,8 @@ def report_finished(name: str, record: dict[str, Any] | None) -> None:
     if record is None:
         fail(f"{name} was removed before it finished.")
     if record["status"] == Status.FAILED:
-        fail(
-            f"download of {name} failed: {record.get('error') or 'no reason recorded'}. "
-            f"Fix the cause, then run `modeldepot pull {name}` again."
-        )
+        reason = str(record.get("error") or "no reason recorded").rstrip(". ")
+        fail(f"download of {name} failed: {reason}. Fix the cause, then run `modeldepot pull {name}` again.")
     if record["status"] == Status.CANCELLED:
         fail(f"download of {name} was cancelled.")
     say(
@@ -353,7 +351,7 @@ def cancel(model: ModelArg) -> None:
 def verify(model: ModelArg) -> None:
     """Re-check a ready model's files against the Hub's checksums (runs as a job)."""
     with open_controller() as controller:
-        say(controller.verify_model(model).message)
+        say(controller.verify_model(model, requested_by=current_user()).message)
 
 
 @cli.command(epilog=examples("modeldepot logs -n 50", "modeldepot logs --follow"))

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from app.status import HealthReport
 
 Record = dict[str, Any]
+ERROR_WIDTH = 24
 STATUS_STYLE = {
     "ready": "green",
     "failed": "red",
@@ -22,6 +24,10 @@ STATUS_STYLE = {
     "queued": "blue",
     "removing": "magenta",
 }
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def human_bytes(size: float) -> str:
@@ -52,13 +58,17 @@ def model_size(record: Record) -> int:
 
 def models_table(records: list[Record]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "REVISION", "STATUS", "SIZE", "WHEN"):
-        table.add_column(column, justify="right" if column == "SIZE" else "left", no_wrap=column != "NAME")
+    longest = max((len(record["name"]) for record in records), default=4)
+    table.add_column("NAME", no_wrap=True, min_width=min(longest, 50))
+    table.add_column("REVISION", no_wrap=True, min_width=8)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("SIZE", justify="right", no_wrap=True, min_width=8)
+    table.add_column("WHEN", no_wrap=True, min_width=16)
     for record in records:
         status = str(record.get("status"))
         table.add_row(
             record["name"],
-            record.get("revision") or "main",
+            _revision_cell(record),
             _status_cell(record),
             human_bytes(model_size(record)) if model_size(record) else "",
             human_time(record.get("finished_at") or record.get("requested_at")),
@@ -67,13 +77,18 @@ def models_table(records: list[Record]) -> Table:
     return table
 
 
+def _revision_cell(record: Record) -> str:
+    revision, commit = record.get("revision") or "main", record.get("commit") or ""
+    return escape(revision if not commit or revision == commit else f"{revision} ({commit[:7]})")
+
+
 def _status_cell(record: Record) -> str:
     status = str(record.get("status"))
     text = f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
     if status == "downloading" and record.get("bytes_total"):
         text += f" {100 * record.get('bytes_done', 0) / record['bytes_total']:.0f}%"
     if status == "failed" and record.get("error"):
-        text += f": {record['error']}"
+        text += f": {escape(shorten(str(record['error']), ERROR_WIDTH))}"
     return text
 
 
@@ -130,7 +145,7 @@ class DownloadView:
             self._update_bar(self._progress, record)
 
     def _update_bar(self, progress: Progress, record: Record) -> None:
-        description = f"{record['name']} [{record.get('status')}]"
+        description = escape(f"{record['name']} {record.get('status')}")
         done, total = int(record.get("bytes_done") or 0), int(record.get("bytes_total") or 0) or None
         speed = f"{human_bytes(record.get('speed_bps') or 0)}/s"
         eta = human_duration(record.get("eta_s"))
@@ -154,8 +169,8 @@ def status_view(report: HealthReport) -> RenderableType:
     parts: list[RenderableType] = [_redis_line(report)]
     if report.redis_version is not None:
         parts += [_queues_table(report), _workers_table(report), _models_line(report), _volume_line(report)]
-    parts += [f"[red]✗ {problem}[/]" for problem in report.problems]
-    parts += [f"[yellow]! {warning}[/]" for warning in report.warnings]
+    parts += [f"[red]✗ {escape(problem)}[/]" for problem in report.problems]
+    parts += [f"[yellow]! {escape(warning)}[/]" for warning in report.warnings]
     parts.append("[green]healthy[/]" if report.healthy else "[red]unhealthy[/]")
     return Group(*parts)
 
@@ -202,9 +217,10 @@ def _workers_table(report: HealthReport) -> Table:
         header_style="bold",
     )
     for w in report.workers:
-        state = w.state if w.alive else "[red]gone[/]"
+        state = escape(w.state) if w.alive else "[red]gone[/]"
         age = "" if w.heartbeat_age_s is None else f"{w.heartbeat_age_s:.0f}s ago"
-        table.add_row(w.name, w.hostname or "?", str(w.pid or "?"), state, w.current_job or "", age)
+        host, job = escape(w.hostname or "?"), escape(w.current_job or "")
+        table.add_row(escape(w.name), host, str(w.pid or "?"), state, job, age)
     if not report.workers:
         table.add_row("[red](none)[/]", "", "", "", "", "")
     return table

@@ -37,6 +37,7 @@ def build_ui(controller: Controller, *, auth: Authenticator | None = None) -> gr
     access = Access(auth)
     live = LiveView(controller)
     actions = Actions(controller, access)
+    demo: gr.Blocks
     with gr.Blocks(title="Model Depot", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("# Model Depot\nThe team's shared Hugging Face models: one live list for everyone.")
@@ -115,8 +116,9 @@ def build_ui(controller: Controller, *, auth: Authenticator | None = None) -> gr
             return live.table(TableQuery.of(text, status_, sort_, page_))
 
         def pick(evt: gr.EventData) -> Any:
-            name = getattr(evt, "_data", None) or {}
-            return gr.update(value=name.get("name")) if isinstance(name, dict) and name.get("name") else gr.skip()
+            data = getattr(evt, "_data", None)
+            name = data.get("name") if isinstance(data, dict) else None
+            return gr.update(value=name) if name else gr.skip()
 
         demo.load(on_load, view, [*outputs, user_box, *buttons], **_QUICK)
         timer.tick(tick, [seen, *view], outputs, **_QUICK)
@@ -129,8 +131,9 @@ def build_ui(controller: Controller, *, auth: Authenticator | None = None) -> gr
         def then_refresh(event: Any) -> None:
             event.then(tick, [seen, *view], outputs, **_QUICK)
 
-        then_refresh(download_btn.click(actions.download, [repo, revision, include, exclude], status, **_QUICK))
-        then_refresh(repo.submit(actions.download, [repo, revision, include, exclude], status, **_QUICK))
+        form = [repo, revision, include, exclude]
+        then_refresh(download_btn.click(actions.download, form, status, **_QUICK))
+        then_refresh(repo.submit(actions.download, form, status, **_QUICK))
         then_refresh(cancel_btn.click(actions.cancel, select, status, **_QUICK))
         then_refresh(retry_btn.click(actions.retry, select, status, **_QUICK))
         remove_btn.click(actions.ask_remove, select, [confirm, question, pending], **_QUICK)
@@ -155,22 +158,32 @@ def _gradio_user(auth: Authenticator) -> Any:
     return username
 
 
-def create_app(controller: Controller, settings: Settings | None = None, *,
-               app: FastAPI | None = None) -> FastAPI:
-    """The FastAPI app of one UI worker: sign-in routes (when auth is on) and the page at ``/``.
+def mount(app: FastAPI, controller: Controller, settings: Settings | None = None) -> FastAPI:
+    """Add the sign-in routes (when auth is on) and the page at ``/`` to ``app``; returns ``app``.
 
     The page is mounted at ``/`` and so catches every path: add other routes (``/metrics``,
-    ``/healthz``...) to ``app`` *before* passing it in.
+    ``/healthz``...) to ``app`` *before* calling this.
 
     Raises:
         ConfigError: the auth settings cannot be used (e.g. the users file is missing).
     """
     settings = settings or controller.settings
     auth = authenticator_from_settings(settings, controller.redis)
-    app = app or FastAPI(title="Model Depot", docs_url=None, redoc_url=None, openapi_url=None)
     if auth is not None:
         add_login_routes(app, auth, session_ttl=settings.session_ttl)
         app.add_middleware(LoginRedirect, auth=auth)
     blocks = build_ui(controller, auth=auth)
-    return gr.mount_gradio_app(app, blocks, path="/", auth_dependency=_gradio_user(auth) if auth else None,
-                               run_history=False, footer_links=["api"], ssr_mode=False, show_error=True)
+    mounted: FastAPI = gr.mount_gradio_app(
+        app, blocks, path="/", auth_dependency=_gradio_user(auth) if auth else None, run_history=False,
+        footer_links=["api"], ssr_mode=False, show_error=True)
+    return mounted
+
+
+def create_app(controller: Controller, settings: Settings | None = None) -> FastAPI:
+    """A FastAPI app with only the page (and sign-in routes): see :func:`mount` to add it to yours.
+
+    Raises:
+        ConfigError: the auth settings cannot be used.
+    """
+    app = FastAPI(title="Model Depot", docs_url=None, redoc_url=None, openapi_url=None)
+    return mount(app, controller, settings)

@@ -60,13 +60,13 @@ class JobQueue:
     def enqueue_remove(self, name: str, job_id: str, stopping_job_id: str | None = None) -> None:
         """Queue the removal of ``name``, after the download ``stopping_job_id`` (if any) has stopped."""
         with redis_errors():
-            self.maintenance.enqueue(REMOVE_FUNC, name, stopping_job_id, job_id=job_id, job_timeout=600, result_ttl=3600,
-                                     failure_ttl=24 * 3600, description=f"remove {name}")
+            self.maintenance.enqueue(REMOVE_FUNC, name, stopping_job_id, job_id=job_id, job_timeout=600,
+                                     result_ttl=3600, failure_ttl=24 * 3600, description=f"remove {name}")
 
     def enqueue_discard(self, repo_id: str, commit: str | None) -> None:
         with redis_errors():
-            self.maintenance.enqueue(DISCARD_FUNC, repo_id, commit, job_id=new_job_id("discard"),
-                                     job_timeout=600, result_ttl=600, description=f"discard partial {repo_id}")
+            self.maintenance.enqueue(DISCARD_FUNC, repo_id, commit, job_id=new_job_id("discard"), job_timeout=600,
+                                     result_ttl=600, description=f"discard partial {repo_id}")
 
     def enqueue_verify(self, name: str) -> str:
         job_id = new_job_id("verify")

@@ -126,7 +126,9 @@ class Store:
         """Everything, read in one MULTI so it is one version."""
         with redis_errors():
             pipe = self.redis.pipeline(transaction=True)
-            pipe.get(self.keys.version).hgetall(self.keys.models).lrange(self.keys.logs, 0, -1)
+            pipe.get(self.keys.version)
+            pipe.hgetall(self.keys.models)
+            pipe.lrange(self.keys.logs, 0, -1)
             raw_version, raw_models, raw_logs = pipe.execute()
         models = {_text(k): json.loads(v) for k, v in raw_models.items()}
         logs = [LogEntry.from_obj(json.loads(entry)) for entry in raw_logs]
@@ -184,8 +186,9 @@ class Store:
     def _try_write(self, name: str, expected: str, record: ModelRecord | None, entry: LogEntry | None,
                    kind: str) -> dict[str, Any] | None:
         new_raw = record.to_json() if record is not None else ""
-        args = [name, expected, new_raw, entry.to_json() if entry else "", kind, json.dumps(self.sender),
-                self.log_size, self.stream_size, json.dumps(name), self.keys.events_channel]
+        log_json = entry.to_json() if entry else ""
+        args: list[str | int] = [name, expected, new_raw, log_json, kind, json.dumps(self.sender), self.log_size,
+                                 self.stream_size, json.dumps(name), self.keys.events_channel]
         with redis_errors():
             keys = [self.keys.version, self.keys.models, self.keys.logs, self.keys.events_stream]
             result = self._write(keys=keys, args=args)
@@ -197,7 +200,7 @@ class Store:
     def seed(self, version: int, models: dict[str, dict[str, Any]], logs: list[LogEntry]) -> bool:
         """Load a snapshot into an empty Redis atomically; False if Redis already holds state."""
         event = json.dumps({"v": version, "type": "reset", "sender": self.sender})
-        args: list[Any] = [version, event, self.keys.events_channel, len(models)]
+        args: list[str | int] = [version, event, self.keys.events_channel, len(models)]
         for name, record in models.items():
             args += [name, json.dumps(record)]
         args += [entry.to_json() for entry in logs[-self.log_size:]]

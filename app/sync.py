@@ -122,7 +122,7 @@ class Listener(threading.Thread):
                 backoff = min(backoff * 2, self.max_backoff)
 
     def _listen(self) -> None:
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=False)
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self.store.keys.events_channel)
             while not self._stop_event.is_set():

@@ -59,14 +59,14 @@ class Watchdog(threading.Thread):
     def _check(self, name: str, raw: dict[str, object]) -> int:
         record = ModelRecord.model_validate(raw)
         age = time.time() - record.updated_at
-        if record.status is Status.DOWNLOADING and record.job_id and age > self.settings.heartbeat_ttl:
-            if not self.store.redis.exists(self.store.keys.heartbeat(record.job_id)):
-                return self._revive(name, record.job_id)
+        dead = not self.store.redis.exists(self.store.keys.heartbeat(record.job_id or ""))
+        if record.status is Status.DOWNLOADING and record.job_id and age > self.settings.heartbeat_ttl and dead:
+            return self._revive(name, record.job_id)
         if record.status is Status.DOWNLOADING and record.cancel_requested and record.job_id and age > 5:
             self.jobs.stop_running(record.job_id)  # the first stop command may have been lost
-        if record.status in (Status.QUEUED, Status.REMOVING) and record.job_id and age > _MISSING_JOB_GRACE_S:
-            if not self.jobs.exists(record.job_id):
-                return self._reenqueue(name, record)
+        waiting = record.status in (Status.QUEUED, Status.REMOVING) and age > _MISSING_JOB_GRACE_S
+        if waiting and record.job_id and not self.jobs.exists(record.job_id):
+            return self._reenqueue(name, record)
         return 0
 
     def _revive(self, name: str, dead_job: str) -> int:

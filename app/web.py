@@ -1,6 +1,7 @@
-"""The ASGI app of one UI worker: ops endpoints (/metrics, /healthz, /readyz), auth routes, the Gradio UI.
+"""The ASGI app of one UI worker: ops endpoints (/metrics, /healthz, /readyz), then sign-in and the UI.
 
-Ops routes are added before the UI is mounted at ``/``, so they win over Gradio's catch-all.
+Ops routes are added before the UI is mounted at ``/``, so they win over Gradio's catch-all; the sign-in
+routes and the page come from :func:`app.gradio_server.create_app`, which takes this app and adds them.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ UI_MODULE = "app.gradio_server"
 
 
 def create_app(controller: Controller, settings: Settings) -> FastAPI:
-    """The app `modeldepot serve` runs: ops routes, then auth routes, then the UI at ``/``."""
+    """The app `modeldepot serve` runs: ops routes first, then sign-in routes and the UI at ``/``.
+
+    Raises:
+        ConfigError: the auth settings cannot be used (raised by the UI's sign-in setup).
+    """
     app = FastAPI(title="Model Depot", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(ops_router(controller, build_registry(controller)))
-    add_auth_routes(app, controller, settings)
-    return mount_ui(app, controller)
+    return mount_ui(app, controller, settings)
 
 
 def ops_router(controller: Controller, registry: CollectorRegistry) -> APIRouter:
@@ -70,19 +74,15 @@ def not_ready_reason(controller: Controller) -> str | None:
     return None
 
 
-def add_auth_routes(app: FastAPI, controller: Controller, settings: Settings) -> None:
-    """AUTH ROUTES GO HERE: the UI engineer adds login/logout routes (app/auth.py) before the UI mount."""
-    del app, controller, settings
+def mount_ui(app: FastAPI, controller: Controller, settings: Settings) -> FastAPI:
+    """Add the UI's sign-in routes and mount the page at ``/`` (``app.gradio_server.create_app``).
 
-
-def mount_ui(app: FastAPI, controller: Controller) -> FastAPI:
-    """Mount the Gradio UI at ``/`` when ``app/gradio_server.py`` exists; ops routes work without it."""
+    Without ``app/gradio_server.py`` only the ops endpoints are served.
+    """
     if importlib.util.find_spec(UI_MODULE) is None:
-        log.warning("no %s yet: serving the ops endpoints only", UI_MODULE)
+        log.warning("no %s: serving the ops endpoints only", UI_MODULE)
         return app
-    import gradio as gr
+    from app.gradio_server import create_app as add_ui
 
-    from app.gradio_server import build_ui
-
-    mounted: FastAPI = gr.mount_gradio_app(app, build_ui(controller), path="/")
-    return mounted
+    with_ui: FastAPI = add_ui(controller, settings, app=app)
+    return with_ui

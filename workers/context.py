@@ -53,7 +53,9 @@ class WorkerContext:
     def record_duration(self, seconds: float) -> None:
         try:
             pipe = self.store.redis.pipeline()
-            pipe.lpush(self.keys.durations, f"{seconds:.3f}").ltrim(self.keys.durations, 0, 999).execute()
+            pipe.lpush(self.keys.durations, f"{seconds:.3f}")
+            pipe.ltrim(self.keys.durations, 0, 999)
+            pipe.execute()
         except redis.RedisError:
             log.warning("could not record a job duration")
 

@@ -6,6 +6,7 @@ RQ notices a dead work-horse only after ~90 s; the watchdog notices a missing he
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -43,7 +44,5 @@ class Heartbeat(threading.Thread):
     def __exit__(self, *exc: object) -> None:
         self._stop_event.set()
         self.join(timeout=2)
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.connection.delete(self.key)
-        except redis.RedisError:
-            pass

@@ -49,7 +49,8 @@ def download_job(name: str) -> dict[str, Any]:
         hub.download(plan, cache_dir=ctx.models_dir, token=None, endpoint=None, on_progress=reporter)
         if reporter.cancel_requested:
             raise JobCancelledError(f"download of {name} cancelled")
-        hub.verify(plan.repo_id, plan.commit, cache_dir=ctx.models_dir, token=None, endpoint=None)
+        hub.verify(plan.repo_id, plan.commit, cache_dir=ctx.models_dir, token=None, endpoint=None,
+                   files=[f.path for f in plan.files])
         size = cache.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
         return {"commit": plan.commit, "size_bytes": size, "bytes_total": plan.bytes_total,
                 "files_total": plan.files_total, "bytes_needed": plan.bytes_needed, "started_at": started}

@@ -6,6 +6,7 @@ import time
 from collections import deque
 from typing import Protocol
 
+from app.errors import JobCancelledError
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Store, Unchanged
 
@@ -13,10 +14,14 @@ _WINDOW_S = 3.0
 
 
 class ProgressLike(Protocol):
-    bytes_done: int
-    bytes_total: int
-    files_done: int
-    files_total: int
+    @property
+    def bytes_done(self) -> int: ...
+    @property
+    def bytes_total(self) -> int: ...
+    @property
+    def files_done(self) -> int: ...
+    @property
+    def files_total(self) -> int: ...
 
 
 class ProgressReporter:
@@ -32,10 +37,11 @@ class ProgressReporter:
         self._last_write = 0.0
         self.writes = 0
 
-    def __call__(self, progress: ProgressLike, *, force: bool = False) -> None:
+    def __call__(self, progress: ProgressLike) -> None:
         now = time.monotonic()
         self._sample(now, progress.bytes_done)
-        if not force and now - self._last_write < self.interval:
+        final = progress.bytes_done >= progress.bytes_total and progress.files_done >= progress.files_total
+        if not final and now - self._last_write < self.interval:
             return
         self._last_write = now
         speed = self.speed()
@@ -66,3 +72,5 @@ class ProgressReporter:
 
         self.store.update(self.name, mutate, kind="progress")
         self.writes += 1
+        if self.cancel_requested:  # raising here stops the download within one chunk
+            raise JobCancelledError(f"download of {self.name} cancelled")

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from app import snapshot
 from app.connection import check, connect
 from app.controller import Controller
 from app.jobqueue import JobQueue
 from app.settings import get_settings
 from app.watchdog import Watchdog
+from workers import hub
 from workers.context import WorkerContext
 from workers.reconcile import reconcile
 from workers.safety import SafeJob
@@ -38,6 +38,7 @@ def build_worker(kinds: Sequence[str] = QUEUE_KINDS, *, name: str | None = None)
 def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name: str | None = None,
                watchdog: bool = True) -> None:
     """Run a worker until stopped: adopt models on disk first, and watch for dead downloads meanwhile."""
+    hub.configure_http_client(timeout=60)
     worker = build_worker(kinds, name=name)
     connection = worker.connection
     Controller(get_settings(), connection, listen=False).close()  # seeds an empty Redis from the snapshot
@@ -46,7 +47,7 @@ def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name:
     dog = None
     if watchdog:
         dog = Watchdog(ctx.store, JobQueue(connection, ctx.keys), ctx.settings,
-                       persist=lambda: snapshot.persist(ctx.store, ctx.state_file))
+                       persist=ctx.persist)
         dog.start()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level="INFO")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from gradio.events import api as gr_api
 
 from app.controller import Controller, Outcome
 from app.ui.access import Access, ui_errors
@@ -26,7 +27,7 @@ def _outcome(outcome: Outcome) -> dict[str, Any]:
 def _endpoint(fn: Callable[..., Any], name: str) -> None:
     """Register ``fn`` as ``/name``, with its real (not stringified) type hints for the API page."""
     fn.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
-    gr.api(fn, api_name=name, queue=False, concurrency_limit=None, api_description=inspect.getdoc(fn))
+    gr_api(fn, api_name=name, queue=False, concurrency_limit=None, api_description=inspect.getdoc(fn))
 
 
 def register_api(controller: Controller, access: Access) -> None:

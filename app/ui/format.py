@@ -18,14 +18,14 @@ def human_bytes(count: float | None) -> str:
 
 
 def human_speed(bps: float | None) -> str:
-    return f"{human_bytes(bps)}/s" if bps else "–"
+    return f"{human_bytes(bps)}/s" if bps else "—"
 
 
 def human_duration(seconds: float | None) -> str:
-    """``130`` -> ``"2m 10s"``; None -> ``"–"``."""
+    """``130`` -> ``"2m 10s"``; None -> ``"—"``."""
     if seconds is None or seconds < 0:
-        return "–"
-    total = int(round(seconds))
+        return "—"
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

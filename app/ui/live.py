@@ -78,7 +78,7 @@ class Seen:
     @classmethod
     def decode(cls, raw: str | None) -> Seen:
         parts = (raw or "").split("|")
-        return cls(*(parts + ["", "", ""])[:3])
+        return cls(*[*parts, "", "", ""][:3])
 
     def encode(self) -> str:
         return f"{self.head}|{self.logs_tag}|{self.names_tag}"

@@ -145,7 +145,7 @@ def row_html(record: dict[str, Any]) -> str:
             f'<td>{_e(record.get("revision") or "main")}</td>'
             f'<td><code class="md-commit">{_e(short_commit(record.get("commit")))}</code></td>'
             f"<td>{status_html(record)}</td>"
-            f'<td>{human_bytes(size) if size else "–"}</td>'
+            f'<td>{human_bytes(size) if size else "—"}</td>'
             f"<td>{progress_html(record)}</td>"
             f"<td>{requested}</td></tr>")
 
