@@ -1,7 +1,7 @@
 """The ASGI app of one UI worker: ops endpoints (/metrics, /healthz, /readyz), then sign-in and the UI.
 
 Ops routes are added before the UI is mounted at ``/``, so they win over Gradio's catch-all; the sign-in
-routes and the page come from :func:`app.gradio_server.create_app`, which takes this app and adds them.
+routes and the page come from :func:`app.gradio_server.mount`, which adds them to this app.
 """
 
 from __future__ import annotations
@@ -75,14 +75,14 @@ def not_ready_reason(controller: Controller) -> str | None:
 
 
 def mount_ui(app: FastAPI, controller: Controller, settings: Settings) -> FastAPI:
-    """Add the UI's sign-in routes and mount the page at ``/`` (``app.gradio_server.create_app``).
+    """Add the UI's sign-in routes and mount the page at ``/`` (``app.gradio_server.mount``).
 
     Without ``app/gradio_server.py`` only the ops endpoints are served.
     """
     if importlib.util.find_spec(UI_MODULE) is None:
         log.warning("no %s: serving the ops endpoints only", UI_MODULE)
         return app
-    from app.gradio_server import create_app as add_ui
+    from app.gradio_server import mount
 
-    with_ui: FastAPI = add_ui(controller, settings, app=app)
+    with_ui: FastAPI = mount(app, controller, settings)
     return with_ui

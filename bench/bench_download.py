@@ -1,0 +1,217 @@
+"""Download throughput: Model Depot's worker vs a bare ``snapshot_download`` of the same repo.
+
+A local Hub (``python -m tests.hubserver``, its own process) serves one repo of 8 generated files (128 MiB
+each, 1 GiB; ``--quick``: 32 MiB each, 256 MiB). One ``python -m app.cli worker`` is started and left idle.
+Model Depot's figure is the time from ``Controller.download_model`` until the bench process's replica shows
+the record ``ready``; the baseline is ``huggingface_hub.snapshot_download(repo, cache_dir=<fresh dir>,
+endpoint=<hub>)`` called in the bench process. After one untimed bare warm-up run, runs alternate (app, bare, bare, app;
+``--quick``: bare, app); between app runs the model is removed through the controller. Goal: app / bare <= 1.05 (medians).
+
+The app run is split using the record's own timestamps (written by the worker) and the blob files' mtimes:
+queued -> claimed (dispatch), claimed -> plan written (dry run), -> last blob written (transfer), -> ready
+(verify_repo_checksums, size, success hook, snapshot save). The bare run is followed by a timed
+``HfApi.verify_repo_checksums`` of its cache, to show what the verification step costs on its own.
+
+    python bench/bench_download.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the worker's bars draw nothing either
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis  # noqa: E402
+
+from bench.harness import (  # noqa: E402
+    ROOT, Row, median, process, redis_server, stop_process, wait_for_idle_workers, worker_env,
+)
+
+REPO = "bench/one-gib"
+FILES = 8
+GOAL = 1.05
+MiB = 1 << 20
+
+
+@dataclass
+class AppRun:
+    total: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+# ---- servers -------------------------------------------------------------------------------------------
+
+
+def start_hub(file_size: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The fake Hub as a child process (it hashes its files before printing its URL)."""
+    files = ",".join(f"model-{i + 1:05d}-of-{FILES:05d}.safetensors={file_size}" for i in range(FILES))
+    args = [sys.executable, "-m", "tests.hubserver", "--port", "0", "--repo", f"{REPO}:{files}"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().decode().strip()
+    if not url.startswith("http://"):
+        stop_process(proc)
+        raise RuntimeError(f"hubserver did not start: {log_path.read_text()[-2000:]}")
+    return proc, url
+
+
+# ---- the two ways to download --------------------------------------------------------------------------
+
+
+def bare_run(hub_url: str, scratch: Path) -> tuple[float, float]:
+    """Seconds of snapshot_download into a fresh cache, then seconds of verify_repo_checksums on it."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    cache_dir = scratch / f"bare-{time.monotonic_ns()}"
+    started = time.monotonic()
+    snapshot_download(REPO, cache_dir=cache_dir, endpoint=hub_url)
+    took = time.monotonic() - started
+    started = time.monotonic()
+    result = HfApi(endpoint=hub_url).verify_repo_checksums(REPO, cache_dir=cache_dir)
+    verify = time.monotonic() - started
+    assert not result.mismatches, result.mismatches
+    shutil.rmtree(cache_dir)
+    return took, verify
+
+
+def app_run(controller: Any, models_dir: Path, timeout: float) -> AppRun:
+    """download_model -> ready in this process's replica, then remove the model again."""
+    requested = time.time()
+    started = time.monotonic()
+    controller.download_model(REPO, requested_by="bench")
+    record = wait_status(controller, REPO, {"ready", "failed", "cancelled"}, timeout)
+    total = time.monotonic() - started
+    if record["status"] != "ready":
+        raise RuntimeError(f"download ended {record['status']}: {record.get('error')}")
+    run = AppRun(total, split(controller, requested, record, models_dir))
+    controller.remove_model(REPO, requested_by="bench")
+    wait_status(controller, REPO, {"gone"}, 60)
+    return run
+
+
+def wait_status(controller: Any, name: str, wanted: set[str], timeout: float) -> dict[str, Any]:
+    """Poll the replica (every 2 ms) until the record's status is in ``wanted`` ("gone": no record)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = controller.models.get(name)
+        status = record["status"] if record else "gone"
+        if status in wanted:
+            return record or {}
+        time.sleep(0.002)
+    raise TimeoutError(f"{name} did not become {wanted} within {timeout}s: {controller.models.get(name)}")
+
+
+def split(controller: Any, requested: float, ready: dict[str, Any], models_dir: Path) -> dict[str, float]:
+    """Phase durations from the events of this run (stream) and the blob mtimes."""
+    events = controller.redis.xrange(controller.keys.events_stream, min=f"{int(requested * 1000)}-0")
+    claimed = planned = None
+    for _, fields in events:
+        event = json.loads(fields[b"event"])
+        record = event.get("record") or {}
+        if event.get("name") != REPO or record.get("job_id") != ready["job_id"]:
+            continue
+        if claimed is None and record.get("status") == "downloading":
+            claimed = record["updated_at"]
+        elif planned is None and claimed is not None and record.get("bytes_total"):
+            planned = record["updated_at"]
+    blobs = list((models_dir / f"models--{REPO.replace('/', '--')}" / "blobs").iterdir())
+    transferred = max(blob.stat().st_mtime for blob in blobs)
+    if claimed is None or planned is None:
+        return {}
+    return {"queued -> claimed": claimed - requested, "claimed -> planned (dry run)": planned - claimed,
+            "planned -> last byte on disk": transferred - planned,
+            "last byte -> ready (verify, hooks, snapshot)": ready["finished_at"] - transferred}
+
+
+# ---- the run -------------------------------------------------------------------------------------------
+
+
+def run(quick: bool) -> bool:
+    file_size = (32 if quick else 128) * MiB
+    order = ["bare", "app"] if quick else ["app", "bare", "bare", "app"]
+    with tempfile.TemporaryDirectory(prefix="bench-dl-") as tmp_name:
+        tmp = Path(tmp_name)
+        hub, hub_url = start_hub(file_size, tmp / "hub.log")
+        try:
+            with redis_server(tmp / "redis") as url:
+                results = measure(url, hub_url, tmp, order, timeout=60 if quick else 170)
+        finally:
+            stop_process(hub)
+    return report(quick, file_size * FILES, *results)
+
+
+def measure(url: str, hub_url: str, tmp: Path, order: list[str],
+            timeout: float) -> tuple[list[AppRun], list[float], list[float]]:
+    from app.controller import Controller
+    from app.settings import Settings
+
+    data_dir = tmp / "data"
+    env = worker_env(url, data_dir, hub_url)
+    with process([sys.executable, "-m", "app.cli", "worker"], env, tmp / "worker.log") as worker:
+        connection = redis.Redis.from_url(url)
+        wait_for_idle_workers(connection, 1, proc=worker, log_path=tmp / "worker.log")
+        controller = Controller(Settings(redis_url=url, data_dir=data_dir))
+        apps: list[AppRun] = []
+        bares: list[float] = []
+        verifies: list[float] = []
+        try:
+            bare_run(hub_url, tmp)  # warm-up, not counted: first connections, the hub's block pools
+            for kind in order:
+                if kind == "app":
+                    apps.append(app_run(controller, data_dir / "models", timeout))
+                    wait_for_idle_workers(connection, 1, proc=worker)
+                else:
+                    took, verify = bare_run(hub_url, tmp)
+                    bares.append(took)
+                    verifies.append(verify)
+        finally:
+            controller.close()
+            connection.close()
+    return apps, bares, verifies
+
+
+def report(quick: bool, size: int, apps: list[AppRun], bares: list[float], verifies: list[float]) -> bool:
+    from bench.harness import print_table
+
+    app, bare = median([a.total for a in apps]), median(bares)
+    met = app / bare <= GOAL
+    gib = size / (1 << 30)
+    rows = [
+        Row(f"{gib:g} GiB ({FILES} x {size // FILES // MiB} MiB): download_model -> ready, median of {len(apps)}",
+            f"{app:.2f} s ({size / app / MiB:.0f} MiB/s)",
+            f"{bare:.2f} s ({size / bare / MiB:.0f} MiB/s), median of {len(bares)}",
+            f"{app / bare:.2f}", f"<= {GOAL}", met),
+        Row("every run, in order", ", ".join(f"{a.total:.2f}" for a in apps) + " s",
+            ", ".join(f"{b:.2f}" for b in bares) + " s", ""),
+        Row("verify_repo_checksums alone (after the bare run)", "", f"{median(verifies):.2f} s", ""),
+    ]
+    for phase in apps[-1].phases:
+        values = [a.phases[phase] for a in apps if phase in a.phases]
+        rows.append(Row(f"  app: {phase}", f"{median(values):.2f} s", "", ""))
+    print_table("bench_download" + (" --quick" if quick else ""), rows)
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="256 MiB, one run each (< 30 s)")
+    args = parser.parse_args()
+    return 0 if run(args.quick) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Abuse: generated bad input, planted job payloads, and secrets that must never leak."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from app.controller import Controller
+from app.errors import InvalidInputError
+from app.settings import Settings
+from tests.hubserver import HubServer
+from tests.integration.stack import wait_status
+from tests.redis_server import RedisServer
+
+NASTY = ["", " ", "..", "/", "/etc/passwd", "org/../../etc", "../../x/y", "a/b/c", "org/name\x00", "x" * 10_000,
+         "оrg/name", "org/nаme", "$(rm -rf /)", "org/`id`", "org/name;ls", "../*", "/abs/*", "org/ name",
+         "org//name", "\\\\server\\share", "org/name@../../etc", "org/name@", "org/name@-rf", "~/x", "org/.."]
+
+names = st.one_of(
+    st.sampled_from(NASTY),
+    st.text(min_size=0, max_size=40),
+    st.builds(lambda a, b: f"{a}/{b}", st.sampled_from(["..", ".", "", "/", "org", "оrg", "a b"]),
+              st.text(max_size=20)),
+    st.builds(lambda n: "../" * n + "etc/passwd", st.integers(0, 5)),
+)
+patterns = st.lists(st.one_of(st.sampled_from(["../*", "/abs/*", "a/../../b", "\x00", "", "x" * 300]),
+                              st.text(max_size=12)), min_size=1, max_size=3)
+
+
+def _listing(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.fixture
+def abuse_controller(settings_env: Settings) -> Controller:
+    return Controller(settings_env, listen=False)
+
+
+@settings(max_examples=220, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=names, revision=st.one_of(st.none(), st.sampled_from(NASTY), st.text(max_size=20)),
+       allow=st.one_of(st.none(), patterns))
+def test_bad_input_is_rejected_or_safe(abuse_controller: Controller, data_dir: Path, name: str,
+                                       revision: str | None, allow: list[str] | None) -> None:
+    parent = data_dir.parent
+    before = _listing(parent)
+    queued_before = len(abuse_controller.jobs.downloads)
+    try:
+        outcome = abuse_controller.download_model(name, revision=revision, allow_patterns=allow)
+    except InvalidInputError as e:
+        message = str(e)
+        assert message and len(message) < 400 and "Traceback" not in message
+        assert len(abuse_controller.jobs.downloads) == queued_before
+    else:
+        repo_id = outcome.name.split("@")[0]
+        org, model = repo_id.split("/")
+        assert ".." not in repo_id and org and model and repo_id.isascii()
+    assert _listing(parent) == before
+
+
+def test_cli_rejects_bad_names(settings_env: Settings) -> None:
+    for bad in ["../../etc", "org/../x", "a/b/c", "$(id)/x"]:
+        proc = subprocess.run([sys.executable, "-m", "app.cli", "pull", bad], capture_output=True, text=True,
+                              timeout=60, env=os.environ)
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr and proc.stderr.strip()
+
+
+def test_planted_job_cannot_run_code(settings_env: Settings, start_worker, tmp_path: Path,
+                                     redis_client: redis.Redis) -> None:
+    marker = tmp_path / "pwned"
+    queue = Queue(f"{settings_env.key_prefix}-downloads", connection=redis_client, serializer=JSONSerializer)
+    job = queue.enqueue("os.system", f"touch {marker}")
+    pickled = Queue(f"{settings_env.key_prefix}-maintenance", connection=redis_client)  # pickle serializer
+    pjob = pickled.enqueue("os.system", f"touch {marker}")
+    start_worker()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and job.get_status(refresh=True) not in ("failed", "finished"):
+        time.sleep(0.2)
+    time.sleep(1)
+    assert not marker.exists()
+    assert job.get_status(refresh=True) == "failed"
+    assert pjob.id  # the pickled payload cannot even be decoded by the JSON-only worker
+    raw = redis_client.hget(f"rq:job:{job.id}", "data")
+    json.loads(zlib.decompress(raw))  # RQ zlib-compresses the payload; inside it is JSON, not pickle
+
+
+def test_secrets_never_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: HubServer) -> None:
+    password, token = "s3cret-redis-pass-914", "hf_sEcReTtOkEn0123456789"
+    server = RedisServer(tmp_path / "redis", password=password).start()
+    try:
+        data_dir = tmp_path / "data"
+        env = {**os.environ, "MODELDEPOT_REDIS_URL": server.url, "MODELDEPOT_DATA_DIR": str(data_dir),
+               "HF_TOKEN": token, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+        hub.valid_tokens.add(token)
+        hub.add_repo("org/gated", {"config.json": b"{}"}, gated=True)
+        hub.add_repo("org/open", {"config.json": b"{}"})
+        log_file = tmp_path / "worker.log"
+        with open(log_file, "wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, stdout=log,
+                                      stderr=subprocess.STDOUT)
+            try:
+                settings = Settings(redis_url=server.url, data_dir=data_dir)
+                with Controller(settings) as controller:
+                    controller.download_model("org/gated")
+                    controller.download_model("org/missing")
+                    wait_status(controller, "org/gated", {"ready"})
+                    wait_status(controller, "org/missing", {"failed"})
+                    dumped = _dump_redis(server.client()) + json.dumps(controller.fetch_models())
+            finally:
+                worker.terminate()
+                worker.wait(10)
+        everything = dumped + log_file.read_text() + (data_dir / "controller_state.json").read_text()
+        assert token not in everything
+        assert password not in everything
+    finally:
+        server.stop()
+
+
+def _dump_redis(client: redis.Redis) -> str:
+    parts = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key).decode()
+        parts.append(key.decode(errors="replace"))
+        if kind == "string":
+            parts.append(client.get(key).decode(errors="replace"))
+        elif kind == "hash":
+            parts.extend(f"{k!r}{v!r}" for k, v in client.hgetall(key).items())
+        elif kind == "list":
+            parts.extend(repr(v) for v in client.lrange(key, 0, -1))
+        elif kind == "stream":
+            parts.extend(repr(e) for e in client.xrange(key))
+        elif kind in ("set", "zset"):
+            parts.append(repr(client.zrange(key, 0, -1) if kind == "zset" else client.smembers(key)))
+    return "\n".join(parts)
