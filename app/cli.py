@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import redis
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -32,6 +31,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LONG_RUNNING = frozenset({"serve", "worker"})
 
 if TYPE_CHECKING:  # imported where used, so `--help` stays fast
+    import redis
+
     from app.controller import Controller
     from app.settings import Settings
     from app.store import Store
@@ -52,7 +53,6 @@ class DepotGroup(TyperGroup):
         except Exception as e:
             if ctx.params.get("debug"):
                 raise
-            logging.getLogger(__name__).debug("unexpected error", exc_info=True)
             fail(
                 f"unexpected {type(e).__name__}: {e}. Run again with --debug to see the traceback, "
                 "and report it if it persists."
@@ -67,6 +67,7 @@ cli = typer.Typer(
     pretty_exceptions_show_locals=False,
     help="Model Depot: a team's shared Hugging Face model manager.\n\n"
     "Reads MODELDEPOT_REDIS_URL and the other MODELDEPOT_* settings from the environment.",
+    epilog="**Examples**\n\n`modeldepot status`\n\n`modeldepot pull org/name --wait`\n\n`modeldepot --debug ls`",
 )
 snapshot_cli = typer.Typer(
     cls=TyperGroup,
@@ -182,10 +183,8 @@ def serve(
     )
 )
 def worker(
-    queues: Annotated[
-        str, typer.Option(help="Comma-separated: downloads, maintenance.")
-    ] = "maintenance,downloads",
-    name: Annotated[str | None, typer.Option(help="Worker name (default: host.pid).")] = None,
+    queues: Annotated[str, typer.Option(help="Comma-separated: downloads, maintenance.")] = "maintenance,downloads",
+    name: Annotated[str | None, typer.Option(help="Worker name (default: a random id).")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
 ) -> None:
     """Run an RQ worker for downloads and removals (several may run on several hosts)."""
@@ -215,9 +214,7 @@ def pull(
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option(
-            "--wait", "-w", help="Show progress until ready; exit non-zero if it fails or is cancelled."
-        ),
+        typer.Option("--wait", "-w", help="Show progress until ready; exit non-zero if it fails or is cancelled."),
     ] = False,
     timeout: Annotated[
         float | None,
@@ -260,8 +257,7 @@ def warn_without_workers(controller: Controller) -> None:
     downloads = controller.jobs.downloads.name
     if not any(w.alive and downloads in w.queues for w in list_workers(controller.jobs)):
         typer.echo(
-            "warning: no live worker on the downloads queue; the download starts once one runs "
-            "(`modeldepot worker`).",
+            "warning: no live worker on the downloads queue; the download starts once one runs (`modeldepot worker`).",
             err=True,
         )
 
@@ -276,10 +272,7 @@ def report_finished(name: str, record: dict[str, Any] | None) -> None:
         fail(f"download of {name} failed: {reason}. Fix the cause, then run `modeldepot pull {name}` again.")
     if record["status"] == Status.CANCELLED:
         fail(f"download of {name} was cancelled.")
-    say(
-        f"{name} is ready: {human_bytes(record.get('size_bytes') or 0)} at commit "
-        f"{(record.get('commit') or '')[:7]}."
-    )
+    say(f"{name} is ready: {human_bytes(record.get('size_bytes') or 0)} at commit {(record.get('commit') or '')[:7]}.")
 
 
 @cli.command(
@@ -356,9 +349,7 @@ def verify(model: ModelArg) -> None:
 
 @cli.command(epilog=examples("modeldepot logs -n 50", "modeldepot logs --follow"))
 def logs(
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
-    ] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many of the latest lines.")] = 20,
 ) -> None:
     """Print the shared event log (who did what), oldest first."""
@@ -411,9 +402,7 @@ def status(
 
 @snapshot_cli.command(
     "export",
-    epilog=examples(
-        "modeldepot snapshot export state.json", "modeldepot snapshot export - | gzip > state.json.gz"
-    ),
+    epilog=examples("modeldepot snapshot export state.json", "modeldepot snapshot export - | gzip > state.json.gz"),
 )
 def snapshot_export(
     file: Annotated[str, typer.Argument(metavar="FILE", help="Where to write; - for stdout.")],
@@ -436,9 +425,7 @@ def snapshot_import(
     file: Annotated[str, typer.Argument(metavar="FILE", help="A file from `snapshot export`; - for stdin.")],
     force: Annotated[
         bool,
-        typer.Option(
-            help="Import even though Redis already has models (same-named records are overwritten)."
-        ),
+        typer.Option(help="Import even though Redis already has models (same-named records are overwritten)."),
     ] = False,
 ) -> None:
     """Load a snapshot file into Redis; refuses a malformed file, and a Redis with models unless --force."""
@@ -475,9 +462,16 @@ def persist_after_import(store: Store, settings: Settings) -> None:
     if not path.parent.is_dir():
         return
     try:
-        snapshot.persist(store, path)
+        written = snapshot.persist(store, path)
     except StateFileError as e:
         typer.echo(f"warning: imported, but {e}", err=True)
+        return
+    if not written:
+        typer.echo(
+            f"warning: imported, but {path} holds a newer state version and was left as it is; move it aside "
+            "if it should not be used to rebuild Redis.",
+            err=True,
+        )
 
 
 def main() -> None:

@@ -152,9 +152,7 @@ class DownloadView:
         if self._task is None:
             self._task = progress.add_task(description, completed=done, total=total, speed=speed, eta=eta)
         else:
-            progress.update(
-                self._task, description=description, completed=done, total=total, speed=speed, eta=eta
-            )
+            progress.update(self._task, description=description, completed=done, total=total, speed=speed, eta=eta)
 
     def _print_line(self, record: Record) -> None:
         line, status, now = progress_line(record), record.get("status"), time.monotonic()
@@ -235,7 +233,4 @@ def _volume_line(report: HealthReport) -> str:
     volume = report.volume
     if volume is None:
         return "[bold]Volume[/]  models volume not mounted on this host"
-    return (
-        f"[bold]Volume[/]  {volume.path}: {human_bytes(volume.free_bytes)} free of "
-        f"{human_bytes(volume.total_bytes)}"
-    )
+    return f"[bold]Volume[/]  {volume.path}: {human_bytes(volume.free_bytes)} free of {human_bytes(volume.total_bytes)}"

@@ -20,7 +20,8 @@ def connect(settings: Settings | None = None, *, url: str | None = None) -> redi
     url = url or settings.redis_url
     if not url:
         raise ConfigError("No Redis URL: set MODELDEPOT_REDIS_URL, or run `modeldepot serve` to start one.")
-    return redis.Redis.from_url(url, health_check_interval=10, socket_connect_timeout=5, socket_keepalive=True)
+    tcp = {"socket_keepalive": True} if not url.startswith("unix://") else {}
+    return redis.Redis.from_url(url, health_check_interval=10, socket_connect_timeout=5, **tcp)
 
 
 def check(connection: redis.Redis) -> str:
@@ -34,7 +35,8 @@ def check(connection: redis.Redis) -> str:
         return str(connection.info("server").get("redis_version", "?"))
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise StateUnavailableError(
-            f"Cannot reach Redis at {redact(connection_url(connection))}: {e}. Is redis-server running?"
+            f"Cannot reach Redis at {redact(connection_url(connection))}: {str(e).rstrip('.')}. "
+            "Is redis-server running?"
         ) from e
     except redis.AuthenticationError as e:
         raise ConfigError("Redis refused the password in the Redis URL; fix MODELDEPOT_REDIS_URL.") from e

@@ -28,6 +28,10 @@ from app.ui.logs import LOGS_CSS
 from app.ui.models_table import EXAMPLE_MODEL, ROW_CLICK_JS, SORTS, STATUS_FILTERS, TABLE_CSS, TableQuery
 
 TICK_SECONDS = 0.5
+STATUS_CSS = """
+.md-ok { margin: .2em 0; color: #15803d; }
+.md-fail { margin: .2em 0; color: #b91c1c; font-weight: 600; }
+"""
 _QUICK: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 """Options of every page event: outside the queue (any worker answers), quiet, not part of the API."""
 
@@ -55,7 +59,7 @@ def build_ui(controller: Controller, *, auth: Authenticator | None = None) -> gr
                 exclude = gr.Textbox(label="Skip files matching (optional)", elem_id="md-exclude", lines=2,
                                      placeholder="e.g. *.bin, *.pth, onnx/*")
             download_btn = gr.Button("Download", variant="primary", elem_id="md-download")
-        status = gr.Markdown(elem_id="md-action-status")
+        status = gr.HTML(elem_id="md-action-status", css_template=STATUS_CSS, js_on_load=None)
         with gr.Row():
             filter_text = gr.Textbox(label="Filter by name", elem_id="md-filter", scale=2,
                                      placeholder="part of a name, e.g. qwen")
@@ -136,7 +140,7 @@ def build_ui(controller: Controller, *, auth: Authenticator | None = None) -> gr
         then_refresh(repo.submit(actions.download, form, status, **_QUICK))
         then_refresh(cancel_btn.click(actions.cancel, select, status, **_QUICK))
         then_refresh(retry_btn.click(actions.retry, select, status, **_QUICK))
-        remove_btn.click(actions.ask_remove, select, [confirm, question, pending], **_QUICK)
+        remove_btn.click(actions.ask_remove, select, [status, confirm, question, pending], **_QUICK)
         then_refresh(confirm_btn.click(actions.remove, pending, [status, confirm], **_QUICK))
         keep_btn.click(lambda: gr.update(visible=False), None, confirm, **_QUICK)
 

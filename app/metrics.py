@@ -90,9 +90,7 @@ class DepotCollector(Collector):
         yield alive
 
 
-def _read_counters(
-    connection: redis.Redis, metrics_key: str, durations_key: str
-) -> tuple[dict[str, int], list[float]]:
+def _read_counters(connection: redis.Redis, metrics_key: str, durations_key: str) -> tuple[dict[str, int], list[float]]:
     pipe = connection.pipeline(transaction=False)
     pipe.hgetall(metrics_key)
     pipe.lrange(durations_key, 0, -1)

@@ -1,6 +1,7 @@
 """The ops health report behind `modeldepot status`: Redis, RQ queues and workers, models, the volume.
 
-Read-only: nothing here writes to Redis (registry counts skip RQ's cleanup, which would move jobs).
+Reads only (registry counts skip RQ's cleanup, which would move jobs; RQ itself still drops index entries
+of workers and executions that already expired).
 A worker counts as alive while its connection is subscribed to its RQ command channel
 (``rq:pubsub:<name>``): Redis drops that subscription the moment the process dies, whereas RQ's own
 worker key lingers for up to ``worker_ttl + 60`` seconds (8 minutes by default).
@@ -120,22 +121,23 @@ def models_by_status(models: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 
 def list_workers(jobs: JobQueue) -> list[WorkerInfo]:
-    """Every RQ worker registered on our queues, alive or not, sorted by host and pid."""
+    """Every RQ worker registered on our queues, alive or not, sorted by host and pid.
+
+    Raises:
+        StateUnavailableError: Redis is unreachable.
+    """
     seen: dict[str, WorkerInfo] = {}
-    for queue in (jobs.downloads, jobs.maintenance):
-        for worker in Worker.all(queue=queue, serializer=JSONSerializer):
-            if worker.name not in seen:
-                seen[worker.name] = _worker_info(worker, jobs.connection)
+    with redis_errors():
+        for queue in (jobs.downloads, jobs.maintenance):
+            for worker in Worker.all(queue=queue, serializer=JSONSerializer):
+                if worker.name not in seen:
+                    seen[worker.name] = _worker_info(worker, jobs.connection)
     return sorted(seen.values(), key=lambda w: (w.hostname or "", w.pid or 0, w.name))
 
 
 def _worker_info(worker: BaseWorker, connection: redis.Redis) -> WorkerInfo:
     heartbeat = worker.last_heartbeat
-    age = (
-        None
-        if heartbeat is None
-        else max(0.0, (datetime.now(UTC) - heartbeat.replace(tzinfo=UTC)).total_seconds())
-    )
+    age = None if heartbeat is None else max(0.0, (datetime.now(UTC) - heartbeat.replace(tzinfo=UTC)).total_seconds())
     return WorkerInfo(
         name=worker.name,
         hostname=worker.hostname,

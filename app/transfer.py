@@ -87,9 +87,7 @@ def import_state(store: Store, state: State, *, source: str, force: bool = False
         ConflictError: Redis already has models and ``force`` is False.
         StateUnavailableError: Redis is unreachable.
     """
-    entry = LogEntry(
-        IMPORTER, f"imported {len(state.models)} models from {Path(source).name}", level="warning"
-    )
+    entry = LogEntry(IMPORTER, f"imported {len(state.models)} models from {Path(source).name}", level="warning")
     if store.seed(state.version, state.models, [*state.logs, entry]):
         return ImportResult(len(state.models), 0, seeded=True)
     current = store.read_state().models

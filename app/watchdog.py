@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from rq.job import JobStatus
+
 from app.errors import ModelDepotError
 from app.jobqueue import JobQueue, new_job_id
 from app.records import ModelRecord, Status
@@ -21,6 +23,8 @@ from app.store import LogEntry, Store, Unchanged
 log = logging.getLogger(__name__)
 
 _MISSING_JOB_GRACE_S = 10.0
+_WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
+_ENDED = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
 
 class Watchdog(threading.Thread):
@@ -57,24 +61,48 @@ class Watchdog(threading.Thread):
             lock.release()
 
     def _check(self, name: str, raw: dict[str, object]) -> int:
+        status = raw.get("status")
+        if status not in (Status.QUEUED, Status.DOWNLOADING, Status.REMOVING):
+            return 0  # most records: nothing to look at, and no Redis call
         record = ModelRecord.model_validate(raw)
+        if record.job_id is None:
+            return 0
         age = time.time() - record.updated_at
-        dead = not self.store.redis.exists(self.store.keys.heartbeat(record.job_id or ""))
-        if record.status is Status.DOWNLOADING and record.job_id and age > self.settings.heartbeat_ttl and dead:
-            return self._revive(name, record.job_id)
-        if record.status is Status.DOWNLOADING and record.cancel_requested and record.job_id and age > 5:
-            self.jobs.stop_running(record.job_id)  # the first stop command may have been lost
-        waiting = record.status in (Status.QUEUED, Status.REMOVING) and age > _MISSING_JOB_GRACE_S
-        if waiting and record.job_id and not self.jobs.exists(record.job_id):
-            return self._reenqueue(name, record)
+        if record.status is Status.DOWNLOADING:
+            return self._check_running(name, record, record.job_id, age)
+        if age <= _MISSING_JOB_GRACE_S:
+            return 0
+        if record.status is Status.QUEUED:
+            return self._check_waiting(name, record.job_id)
+        return self._check_removal(name, record.job_id)
+
+    def _check_running(self, name: str, record: ModelRecord, job_id: str, age: float) -> int:
+        if age > self.settings.heartbeat_ttl and not self._beating(job_id):
+            return self._revive(name, job_id)
+        if record.cancel_requested and age > 5:
+            self.jobs.stop_running(job_id)  # the first stop command may have been lost
         return 0
+
+    def _check_waiting(self, name: str, job_id: str) -> int:
+        """A queued record whose job is gone, or was taken by a worker that died before starting it."""
+        status = self.jobs.status(job_id)
+        if status is None:
+            return self._revive(name, job_id)
+        if status not in _WAITING and not self._beating(job_id):
+            return self._revive(name, job_id)
+        return 0
+
+    def _beating(self, job_id: str) -> bool:
+        return bool(self.store.redis.exists(self.store.keys.heartbeat(job_id)))
 
     def _revive(self, name: str, dead_job: str) -> int:
         new_job = new_job_id("dl")
         decided: list[ModelRecord] = []
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.job_id != dead_job or current.status is not Status.DOWNLOADING:
+            if current is None or current.job_id != dead_job:
+                raise Unchanged
+            if current.status not in (Status.QUEUED, Status.DOWNLOADING):
                 raise Unchanged
             record, entry = _after_death(name, current, new_job, self.settings.max_attempts)
             decided.append(record)
@@ -91,14 +119,21 @@ class Watchdog(threading.Thread):
                 self.persist()
         return 1
 
-    def _reenqueue(self, name: str, record: ModelRecord) -> int:
-        assert record.job_id is not None
-        log.warning("job %s of %s vanished from RQ; enqueueing it again", record.job_id, name)
-        if record.status is Status.QUEUED:
-            self.jobs.enqueue_download(name, record.job_id)
-        else:
-            self.jobs.enqueue_remove(name, record.job_id)
-        self.store.append_log(LogEntry("watchdog", f"re-enqueued the lost job of {name}", level="warning"))
+    def _check_removal(self, name: str, job_id: str) -> int:
+        status = self.jobs.status(job_id)
+        if status is not None and status not in _ENDED:
+            return 0
+        new_job = new_job_id("rm")
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.job_id != job_id or current.status is not Status.REMOVING:
+                raise Unchanged
+            return current.model_copy(update={"job_id": new_job}), LogEntry(
+                "watchdog", f"the removal of {name} was lost; trying again", level="warning")
+
+        if self.store.update(name, mutate) is None:
+            return 0
+        self.jobs.enqueue_remove(name, new_job)
         return 1
 
 

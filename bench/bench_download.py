@@ -10,7 +10,9 @@ endpoint=<hub>)`` called in the bench process. After one untimed bare warm-up ru
 The app run is split using the record's own timestamps (written by the worker) and the blob files' mtimes:
 queued -> claimed (dispatch), claimed -> plan written (dry run), -> last blob written (transfer), -> ready
 (verify_repo_checksums, size, success hook, snapshot save). The bare run is followed by a timed
-``HfApi.verify_repo_checksums`` of its cache, to show what the verification step costs on its own.
+``HfApi.verify_repo_checksums`` of its cache, to show what the verification step costs on its own, and one
+more bare run is the first call of a fresh process (what a forked work-horse meets: a cold HTTP client, a
+heap that has not grown yet).
 
     python bench/bench_download.py [--quick]
 """
@@ -88,6 +90,25 @@ def bare_run(hub_url: str, scratch: Path) -> tuple[float, float]:
     return took, verify
 
 
+_COLD = """
+import sys, time
+from huggingface_hub import snapshot_download
+started = time.monotonic()
+snapshot_download(sys.argv[1], cache_dir=sys.argv[2], endpoint=sys.argv[3])
+print(time.monotonic() - started)
+"""
+
+
+def cold_run(hub_url: str, scratch: Path) -> float:
+    """Seconds of snapshot_download as the first call of a fresh process (imports not counted), the way a
+    forked RQ work-horse meets it: no warm HTTP client, no grown heap."""
+    cache_dir = scratch / f"cold-{time.monotonic_ns()}"
+    done = subprocess.run([sys.executable, "-c", _COLD, REPO, str(cache_dir), hub_url], capture_output=True,
+                          text=True, check=True, env={**os.environ}, timeout=170)
+    shutil.rmtree(cache_dir)
+    return float(done.stdout.strip())
+
+
 def app_run(controller: Any, models_dir: Path, timeout: float) -> AppRun:
     """download_model -> ready in this process's replica, then remove the model again."""
     requested = time.time()
@@ -142,7 +163,7 @@ def split(controller: Any, requested: float, ready: dict[str, Any], models_dir: 
 
 def run(quick: bool) -> bool:
     file_size = (32 if quick else 128) * MiB
-    order = ["bare", "app"] if quick else ["app", "bare", "bare", "app"]
+    order = ["bare", "app", "cold"] if quick else ["app", "bare", "cold", "bare", "app"]
     with tempfile.TemporaryDirectory(prefix="bench-dl-") as tmp_name:
         tmp = Path(tmp_name)
         hub, hub_url = start_hub(file_size, tmp / "hub.log")
@@ -155,7 +176,7 @@ def run(quick: bool) -> bool:
 
 
 def measure(url: str, hub_url: str, tmp: Path, order: list[str],
-            timeout: float) -> tuple[list[AppRun], list[float], list[float]]:
+            timeout: float) -> tuple[list[AppRun], list[float], list[float], list[float]]:
     from app.controller import Controller
     from app.settings import Settings
 
@@ -168,12 +189,15 @@ def measure(url: str, hub_url: str, tmp: Path, order: list[str],
         apps: list[AppRun] = []
         bares: list[float] = []
         verifies: list[float] = []
+        colds: list[float] = []
         try:
             bare_run(hub_url, tmp)  # warm-up, not counted: first connections, the hub's block pools
             for kind in order:
                 if kind == "app":
                     apps.append(app_run(controller, data_dir / "models", timeout))
                     wait_for_idle_workers(connection, 1, proc=worker)
+                elif kind == "cold":
+                    colds.append(cold_run(hub_url, tmp))
                 else:
                     took, verify = bare_run(hub_url, tmp)
                     bares.append(took)
@@ -181,10 +205,11 @@ def measure(url: str, hub_url: str, tmp: Path, order: list[str],
         finally:
             controller.close()
             connection.close()
-    return apps, bares, verifies
+    return apps, bares, verifies, colds
 
 
-def report(quick: bool, size: int, apps: list[AppRun], bares: list[float], verifies: list[float]) -> bool:
+def report(quick: bool, size: int, apps: list[AppRun], bares: list[float], verifies: list[float],
+           colds: list[float]) -> bool:
     from bench.harness import print_table
 
     app, bare = median([a.total for a in apps]), median(bares)
@@ -198,6 +223,8 @@ def report(quick: bool, size: int, apps: list[AppRun], bares: list[float], verif
         Row("every run, in order", ", ".join(f"{a.total:.2f}" for a in apps) + " s",
             ", ".join(f"{b:.2f}" for b in bares) + " s", ""),
         Row("verify_repo_checksums alone (after the bare run)", "", f"{median(verifies):.2f} s", ""),
+        Row("bare snapshot_download as a fresh process's first call", "", f"{median(colds):.2f} s",
+            f"app / cold = {app / median(colds):.2f}"),
     ]
     for phase in apps[-1].phases:
         values = [a.phases[phase] for a in apps if phase in a.phases]

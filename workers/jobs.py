@@ -71,6 +71,8 @@ def _claim(ctx: WorkerContext, name: str, job_id: str) -> ModelRecord | None:
         return record, LogEntry("worker", f"started downloading {name}{attempt}")
 
     ctx.store.update(name, mutate)
+    if claimed:
+        ctx.count("downloads_started")
     return claimed[0] if claimed else None
 
 

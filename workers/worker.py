@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
+import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from app.connection import check, connect
 from app.controller import Controller
+from app.errors import StateUnavailableError
 from app.jobqueue import JobQueue
 from app.settings import get_settings
 from app.watchdog import Watchdog
@@ -37,20 +40,30 @@ def build_worker(kinds: Sequence[str] = QUEUE_KINDS, *, name: str | None = None)
 
 def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name: str | None = None,
                watchdog: bool = True) -> None:
-    """Run a worker until stopped: adopt models on disk first, and watch for dead downloads meanwhile."""
+    """Run a worker until stopped; when Redis goes away, wait for it and start over (RQ's loop would exit)."""
     hub.configure_http_client(timeout=60)
+    backoff = 0.5
+    while True:
+        try:
+            _run_once(kinds, burst=burst, name=name, watchdog=watchdog)
+            return
+        except (redis.ConnectionError, redis.TimeoutError, StateUnavailableError) as e:
+            log.warning("lost Redis (%s); starting the worker again in %.1fs", type(e).__name__, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def _run_once(kinds: Sequence[str], *, burst: bool, name: str | None, watchdog: bool) -> None:
+    """Adopt models on disk, then work the queues while a watchdog looks for dead downloads."""
     worker = build_worker(kinds, name=name)
     connection = worker.connection
     Controller(get_settings(), connection, listen=False).close()  # seeds an empty Redis from the snapshot
     ctx = WorkerContext.for_connection(connection)
     log.info("reconciled the models dir: %s", reconcile(ctx))
-    dog = None
+    dog = Watchdog(ctx.store, JobQueue(connection, ctx.keys), ctx.settings, persist=ctx.persist)
     if watchdog:
-        dog = Watchdog(ctx.store, JobQueue(connection, ctx.keys), ctx.settings,
-                       persist=ctx.persist)
         dog.start()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
     finally:
-        if dog is not None:
-            dog.stop()
+        dog.stop()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import html
 import logging
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
 
@@ -24,8 +25,16 @@ GENERIC_ERROR = ("Something went wrong on the server; it was logged. Try again, 
                  "an admin to look at the UI worker's log.")
 
 
+def user_message(error: Exception, where: str) -> str:
+    """What to tell the user about ``error``: our own message, or a generic one (the details are logged)."""
+    if isinstance(error, ModelDepotError):
+        return str(error)
+    log.error("unexpected error in %s", where, exc_info=error)
+    return GENERIC_ERROR
+
+
 def ui_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Show our errors as their message (it says what to do); log anything else and show a generic one."""
+    """Raise failures as ``gr.Error`` with :func:`user_message` (for the API and the page's reads)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -33,13 +42,41 @@ def ui_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except ModelDepotError as e:
-            raise gr.Error(str(e), print_exception=False) from e
         except Exception as e:
-            log.exception("unexpected error in %s", getattr(fn, "__name__", "a UI callback"))
-            raise gr.Error(GENERIC_ERROR, print_exception=False) from e
+            raise gr.Error(user_message(e, fn.__name__), print_exception=False) from e
 
     return wrapper
+
+
+def alert(text: str) -> str:
+    """A failure line for the page's status area."""
+    return f'<p class="md-fail" role="alert">⚠ {html.escape(text)}</p>'
+
+
+def notice(text: str) -> str:
+    """A success line for the page's status area."""
+    return f'<p class="md-ok" role="status">{html.escape(text)}</p>'
+
+
+def inline_errors(*, extra_outputs: int = 0) -> Callable[[Callable[P, Any]], Callable[P, Any]]:
+    """Show failures of a page action in its status line (its first output) and leave the others as they are.
+
+    Gradio 6 shows no toast for a ``gr.Error`` raised outside the queue, and the page's events run
+    outside the queue (see :mod:`app.ui.live`), so the message goes where the user is looking instead.
+    """
+
+    def decorate(fn: Callable[P, Any]) -> Callable[P, Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:
+                line = alert(user_message(e, fn.__name__))
+                return (line, *(gr.skip() for _ in range(extra_outputs))) if extra_outputs else line
+
+        return wrapper
+
+    return decorate
 
 
 class Access:

@@ -13,7 +13,7 @@ import gradio as gr
 
 from app.controller import Controller, Outcome
 from app.errors import InvalidInputError
-from app.ui.access import Access, ui_errors
+from app.ui.access import Access, inline_errors, notice
 from app.ui.format import human_bytes, split_patterns
 from app.ui.models_table import disk_bytes
 
@@ -27,7 +27,7 @@ def _selected(name: str | None) -> str:
 
 
 def _said(outcome: Outcome) -> str:
-    return html.escape(outcome.message)
+    return notice(outcome.message)
 
 
 def removal_question(record: dict[str, Any]) -> str:
@@ -50,7 +50,7 @@ class Actions:
         self.controller = controller
         self.access = access
 
-    @ui_errors
+    @inline_errors()
     def download(self, repo: str | None, revision: str | None, include: str | None, exclude: str | None,
                  request: gr.Request) -> str:
         who = self.access.admin(request, "download models")
@@ -60,25 +60,25 @@ class Actions:
                                                  split_patterns(exclude), requested_by=who)
         return _said(outcome)
 
-    @ui_errors
-    def ask_remove(self, name: str | None, request: gr.Request) -> tuple[Any, str, str]:
+    @inline_errors(extra_outputs=3)
+    def ask_remove(self, name: str | None, request: gr.Request) -> tuple[str, Any, str, str]:
         """Open the confirmation box (nothing is removed yet)."""
         self.access.admin(request, "remove models")
         record = self.controller.get_model(_selected(name))
-        return gr.update(visible=True), removal_question(record), str(record["name"])
+        return "", gr.update(visible=True), removal_question(record), str(record["name"])
 
-    @ui_errors
+    @inline_errors(extra_outputs=1)
     def remove(self, pending: str | None, request: gr.Request) -> tuple[str, Any]:
         who = self.access.admin(request, "remove models")
         outcome = self.controller.remove_model(_selected(pending), requested_by=who)
         return _said(outcome), gr.update(visible=False)
 
-    @ui_errors
+    @inline_errors()
     def cancel(self, name: str | None, request: gr.Request) -> str:
         who = self.access.admin(request, "cancel downloads")
         return _said(self.controller.cancel_download(_selected(name), requested_by=who))
 
-    @ui_errors
+    @inline_errors()
     def retry(self, name: str | None, request: gr.Request) -> str:
         who = self.access.admin(request, "retry downloads")
         return _said(self.controller.retry_download(_selected(name), requested_by=who))

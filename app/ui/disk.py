@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.ui.format import human_bytes, percent
-from app.ui.models_table import disk_bytes
+from app.ui.models_table import BAR_CSS, disk_bytes
 
 log = logging.getLogger(__name__)
 
-DISK_CSS = """
+DISK_CSS = BAR_CSS + """
 .md-disk .md-bar { height: .8em; max-width: 30em; }
 .md-disk p { margin: .2em 0; }
 """

@@ -20,10 +20,17 @@ _ACTIVE = frozenset({"queued", "downloading", "removing"})
 _STATUS_ORDER = {s: i for i, s in enumerate(("downloading", "queued", "removing", "failed", "cancelled",
                                              "ready"))}
 
-TABLE_CSS = """
+BAR_CSS = """
+.md-bar { height: .6em; min-width: 8em; background: var(--background-fill-secondary);
+  border-radius: 4px; overflow: hidden; border: 1px solid var(--border-color-primary); }
+.md-bar > span { display: block; height: 100%; background: #2563eb; }
+.md-muted { opacity: .6; }
+"""
+
+TABLE_CSS = BAR_CSS + """
 .md-summary { margin: 0 0 .4em; opacity: .8; }
 .md-empty { padding: 1.2em; border: 1px dashed var(--border-color-primary); border-radius: 8px; }
-table.md-models { width: 100%; border-collapse: collapse; font-size: .92em; }
+table.md-models { width: 100%; border-collapse: collapse; font-size: .92em; border: none; }
 table.md-models th, table.md-models td { text-align: left; padding: .35em .5em; vertical-align: top;
   border-bottom: 1px solid var(--border-color-primary); }
 table.md-models tbody tr { cursor: pointer; }
@@ -32,11 +39,7 @@ table.md-models tbody tr:hover { background: var(--background-fill-secondary); }
 .md-status-ready { color: #15803d; } .md-status-failed { color: #b91c1c; }
 .md-status-downloading, .md-status-queued { color: #1d4ed8; } .md-status-removing { color: #a16207; }
 .md-error { color: #b91c1c; font-size: .9em; max-width: 28em; white-space: pre-wrap; }
-.md-bar { height: .6em; min-width: 8em; background: var(--background-fill-secondary);
-  border-radius: 4px; overflow: hidden; border: 1px solid var(--border-color-primary); }
-.md-bar > span { display: block; height: 100%; background: #2563eb; }
 .md-progress-text { font-size: .85em; opacity: .85; white-space: nowrap; }
-.md-muted { opacity: .6; }
 code.md-commit { font-size: .9em; }
 """
 

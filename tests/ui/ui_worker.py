@@ -1,6 +1,7 @@
 """Run one UI worker for tests and benchmarks: ``python -m tests.ui.ui_worker --port N``.
 
-Settings come from the environment (``MODELDEPOT_*``), as in production; it binds 127.0.0.1 only.
+Settings come from the environment (``MODELDEPOT_*``), as in production; it binds 127.0.0.1 only. The app is
+composed as `modeldepot serve` composes it: ops routes (/healthz, /readyz, /metrics) first, then the page.
 """
 
 from __future__ import annotations
@@ -9,9 +10,25 @@ import argparse
 import logging
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.controller import Controller
-from app.gradio_server import create_app
+from app.gradio_server import mount
+
+
+def build_app(controller: Controller) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    try:
+        from app.metrics import build_registry
+        from app.web import ops_router
+    except ImportError:  # the ops routes are another module's; a bare /healthz keeps health checks going
+
+        @app.get("/healthz")
+        def healthz() -> dict[str, bool]:
+            return {"ok": True}
+    else:
+        app.include_router(ops_router(controller, build_registry(controller)))
+    return mount(app, controller)
 
 
 def main() -> None:
@@ -22,8 +39,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     controller = Controller()
     try:
-        app = create_app(controller)
-        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level=args.log_level,
+        uvicorn.run(build_app(controller), host="127.0.0.1", port=args.port, log_level=args.log_level,
                     timeout_graceful_shutdown=2)
     finally:
         controller.close()

@@ -1,0 +1,139 @@
+"""The commands against a real Redis, without downloads: ls, rm, logs, snapshot export/import, help."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli as cli_app
+from app.controller import Controller
+from app.follow import new_lines
+from app.records import ModelRecord, Status
+from app.settings import Settings
+from app.store import LogEntry
+from tests.cli.conftest import Run, run_many
+
+COMMANDS = [
+    ["serve"],
+    ["worker"],
+    ["pull"],
+    ["ls"],
+    ["rm"],
+    ["cancel"],
+    ["verify"],
+    ["logs"],
+    ["status"],
+    ["snapshot", "export"],
+    ["snapshot", "import"],
+]
+
+
+def add_ready(controller: Controller, name: str, size: int) -> None:
+    repo_id, _, revision = name.partition("@")
+    record = ModelRecord(
+        name=name,
+        repo_id=repo_id,
+        revision=revision or None,
+        status=Status.READY,
+        commit="a" * 40,
+        size_bytes=size,
+        bytes_done=size,
+        bytes_total=size,
+        finished_at=time.time(),
+    )
+    controller.store.force(name, record, LogEntry("test", f"{name} is ready"))
+
+
+@pytest.fixture
+def populated(settings_env: Settings) -> Settings:
+    with Controller(settings_env, listen=False) as controller:
+        add_ready(controller, "org/ready", 123_456)
+        add_ready(controller, "org/ready@v1", 1_000)
+        controller.download_model("org/queued", allow_patterns=["*.json"], requested_by="alice")
+    return settings_env
+
+
+def test_ls_json_is_what_the_ui_lists(cli: Run, populated: Settings) -> None:
+    everything, queued, table = run_many(["ls", "--json"], ["ls", "--json", "--status", "queued"], ["ls"])
+    with Controller(populated, listen=False) as controller:
+        assert json.loads(everything.stdout) == controller.fetch_models()
+    assert [m["name"] for m in json.loads(queued.stdout)] == ["org/queued"]
+    assert everything.returncode == queued.returncode == table.returncode == 0
+    for text in ("org/ready@v1", "v1 (aaaaaaa)", "123.5 kB", "queued"):
+        assert text in table.stdout
+
+
+def test_rm_states_the_bytes_and_asks(cli: Run, populated: Settings) -> None:
+    declined = cli("rm", "org/ready", input="n\n")
+    accepted = cli("rm", "org/ready", input="y\n")
+    assert "Remove org/ready (ready) and free 123.5 kB?" in declined.stdout
+    assert declined.returncode == 1 and "nothing was removed" in declined.stderr
+    assert accepted.returncode == 0 and "Removing org/ready" in accepted.stdout
+    with Controller(populated, listen=False) as controller:
+        assert controller.get_model("org/ready")["status"] == "removing"
+        assert "removing org/ready" in controller.get_logs()[-1]
+
+
+def test_snapshot_round_trip(cli: Run, populated: Settings, tmp_path: Path, redis_client) -> None:
+    path = tmp_path / "state.json"
+    exported = cli("snapshot", "export", str(path))
+    assert exported.returncode == 0 and "Exported 3 models" in exported.stdout
+    with Controller(populated, listen=False) as controller:
+        before_models, before_logs = controller.fetch_models(), controller.get_logs()
+    redis_client.flushall()
+    imported = cli("snapshot", "import", str(path))
+    assert imported.returncode == 0 and "Imported 3 models into an empty Redis" in imported.stdout
+    with Controller(populated, listen=False) as controller:
+        assert controller.fetch_models() == before_models
+        assert controller.get_logs()[: len(before_logs)] == before_logs
+        assert "imported 3 models from state.json" in controller.get_logs()[-1]
+    forced = cli("snapshot", "import", str(path), "--force")
+    assert forced.returncode == 0 and "(3 replaced)" in forced.stdout
+    assert json.loads(cli("snapshot", "export", "-").stdout)["models"].keys() == {
+        "org/ready",
+        "org/ready@v1",
+        "org/queued",
+    }
+
+
+def test_logs_tail_and_follow(cli: Run, settings_env: Settings) -> None:
+    with Controller(settings_env, listen=False) as controller:
+        for i in range(5):
+            controller.add_log(f"line {i}", who="bob")
+    tail = cli("logs", "-n", "2")
+    assert [line.split("  ", 1)[1] for line in tail.stdout.splitlines()] == ["bob: line 3", "bob: line 4"]
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "logs", "--follow", "-n", "1"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline().endswith("bob: line 4\n")
+        with Controller(settings_env, listen=False) as controller:
+            controller.add_log("a new line", who="carol")
+        assert follow.stdout.readline().endswith("carol: a new line\n")
+    finally:
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_has_examples(command: list[str]) -> None:
+    result = CliRunner().invoke(cli_app, [*command, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "Examples" in result.output and "modeldepot " in result.output
+
+
+def test_new_log_lines() -> None:
+    assert new_lines([], ["a"]) == ["a"]
+    assert new_lines(["a", "b"], ["a", "b"]) == []
+    assert new_lines(["a", "b"], ["a", "b", "c"]) == ["c"]
+    assert new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]  # capped: "a" fell off
+    assert new_lines(["x", "x"], ["x", "x", "x"]) == ["x"]
+    assert new_lines(["a"], ["q", "r"]) == ["q", "r"]  # replaced wholesale

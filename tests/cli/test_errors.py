@@ -1,0 +1,139 @@
+"""Every error path of the command line: a non-zero exit, one line on stderr, no traceback.
+
+The commands run as real processes, several at a time (each pays Python's start-up).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.controller import Controller
+from app.errors import SnapshotImportError
+from app.settings import Settings
+from app.transfer import read_document
+from tests.cli.conftest import Run, one_error_line
+from tests.redis_server import free_port
+
+Check = Callable[[subprocess.CompletedProcess[str]], None]
+
+
+def error_line(*expected: str) -> Check:
+    def check(result: subprocess.CompletedProcess[str]) -> None:
+        line = one_error_line(result)
+        for text in expected:
+            assert text in line, line
+
+    return check
+
+
+def traceback_shown(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "NotFoundError" in result.stderr, result.stderr
+
+
+def run_all(cli: Run, cases: dict[str, tuple[list[str], dict[str, str], Check]]) -> None:
+    """Run every case at once, then report every case whose check failed."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = {name: pool.submit(cli, *args, env=env) for name, (args, env, _) in cases.items()}
+    failures = []
+    for name, (_, _, check) in cases.items():
+        try:
+            check(results[name].result())
+        except AssertionError as e:
+            failures.append(f"{name}: {e}")
+    assert not failures, "\n".join(failures)
+
+
+def test_error_paths(cli: Run, tmp_path: Path, redis_client: redis.Redis) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    malformed = tmp_path / "malformed.json"
+    malformed.write_text("{nope")
+    run_all(
+        cli,
+        {
+            "bad model name": (["pull", "not-a-model"], {}, error_line("Model name 'not-a-model' is not valid")),
+            "bad revision": (["pull", "org/name@"], {}, error_line("Nothing follows '@'")),
+            "rm unknown": (["rm", "org/unknown", "--yes"], {}, error_line("org/unknown is not in the list")),
+            "cancel unknown": (["cancel", "org/unknown"], {}, error_line("org/unknown is not in the list")),
+            "ls, Redis down": (["ls"], {"MODELDEPOT_REDIS_URL": down}, error_line("Cannot reach Redis", down)),
+            "status, Redis down": (["status"], {"MODELDEPOT_REDIS_URL": down}, error_line("unhealthy", "unreachable")),
+            "invalid setting": (
+                ["ls"],
+                {"MODELDEPOT_REDIS_URL": "http://nope"},
+                error_line("MODELDEPOT_REDIS_URL", "Fix the environment"),
+            ),
+            "malformed snapshot": (
+                ["snapshot", "import", str(malformed)],
+                {},
+                error_line("is not a valid Model Depot snapshot", "Nothing was imported"),
+            ),
+            "missing snapshot": (
+                ["snapshot", "import", str(tmp_path / "nope.json")],
+                {},
+                error_line("Cannot read", "No such file"),
+            ),
+            "--debug": (["--debug", "cancel", "org/unknown"], {}, traceback_shown),
+        },
+    )
+    assert redis_client.hlen("modeldepot:models") == 0
+
+
+def test_errors_that_need_a_model(cli: Run, settings_env: Settings, tmp_path: Path) -> None:
+    with Controller(settings_env, listen=False) as controller:
+        controller.download_model("org/kept")
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(json.dumps({"format": 1, "version": 1, "models": {}, "logs": []}))
+    run_all(
+        cli,
+        {
+            "rm declined": (["rm", "org/kept"], {}, error_line("nothing was removed")),
+            "import over models": (
+                ["snapshot", "import", str(snapshot)],
+                {},
+                error_line("already holds 1 models", "--force"),
+            ),
+            "cancel twice": (["cancel", "org/kept@v1"], {}, error_line("org/kept@v1 is not in the list")),
+        },
+    )
+    with Controller(settings_env, listen=False) as controller:
+        assert controller.get_model("org/kept")["status"] == "queued"
+
+
+MALFORMED = {
+    "not a snapshot": (json.dumps({"hello": "world"}), "not a snapshot document"),
+    "bad version": (json.dumps({"format": 1, "version": -3, "models": {}, "logs": []}), "'version'"),
+    "bad record": (
+        json.dumps({"format": 1, "version": 3, "logs": [], "models": {"org/a": {"name": "org/a"}}}),
+        "model 'org/a' is malformed",
+    ),
+    "name mismatch": (
+        json.dumps(
+            {
+                "format": 1,
+                "version": 3,
+                "logs": [],
+                "models": {"org/a": {"name": "org/b", "repo_id": "org/b", "status": "ready"}},
+            }
+        ),
+        "does not match its name",
+    ),
+    "not utf-8": (b"\xff\xfe".decode("latin-1"), "not a valid"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_malformed_documents(tmp_path: Path, kind: str) -> None:
+    text, reason = MALFORMED[kind]
+    path = tmp_path / "snapshot.json"
+    path.write_text(text, encoding="latin-1" if kind == "not utf-8" else "utf-8")
+    with pytest.raises(SnapshotImportError) as caught:
+        read_document(str(path))
+    assert reason in str(caught.value) or "Cannot read" in str(caught.value)
+    assert "Nothing was imported" in str(caught.value)

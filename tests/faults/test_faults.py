@@ -1,0 +1,179 @@
+"""Faults with real processes: worker kills, Redis restarts/loss/outage, hub faults, a full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from app.controller import Controller
+from app.errors import StateUnavailableError
+from app.settings import Settings
+from tests.hubserver import HubServer
+from tests.integration.stack import WorkerProcess, wait_for, wait_status
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+
+def test_ten_random_worker_kills_every_download_ends(hub: HubServer, start_worker, controller: Controller,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    names = [f"org/k{i}" for i in range(6)]
+    for name in names:
+        hub.add_repo(name, {"w.bin": 1_500_000, "c.json": b"{}"})
+    hub.throttle_bps = 3_000_000
+    workers: list[WorkerProcess] = [start_worker(), start_worker()]
+    for name in names:
+        controller.download_model(name)
+    kills = 0
+    started = time.monotonic()
+    while kills < 10:
+        time.sleep(rng.uniform(0.3, 1.5))
+        victim = workers.pop(rng.randrange(len(workers)))
+        victim.kill_all()
+        kills += 1
+        workers.append(start_worker())
+    for name in names:
+        record = wait_status(controller, name, {"ready", "failed"}, timeout=90)
+        assert record["status"] == "ready" or record["error"]
+    assert not any(m["status"] in ("queued", "downloading") for m in controller.fetch_models())
+    assert time.monotonic() - started < 150
+
+
+def test_redis_restart_with_aof_mid_download_loses_nothing(redis_server: RedisServer, hub: HubServer,
+                                                            start_worker, controller: Controller) -> None:
+    hub.add_repo("org/r1", {"w.bin": 2_000_000})
+    hub.add_repo("org/r2", {"w.bin": 2_000_000})
+    hub.throttle_bps = 2_000_000
+    start_worker()
+    controller.download_model("org/r1")
+    controller.download_model("org/r2")
+    wait_for(lambda: controller.models["org/r1"]["status"] == "downloading", 20, "a download to start")
+    redis_server.restart()
+    wait_status(controller, "org/r1", {"ready"}, timeout=60)
+    wait_status(controller, "org/r2", {"ready"}, timeout=60)
+    assert controller.fetch_models() == Controller(controller.settings, listen=False).fetch_models()
+
+
+def test_empty_redis_is_rebuilt_from_the_snapshot_and_the_disk(redis_server: RedisServer, hub: HubServer,
+                                                                start_worker, controller: Controller,
+                                                                settings_env: Settings) -> None:
+    hub.add_repo("org/keep", {"w.bin": 100_000})
+    hub.add_repo("org/late", {"w.bin": 100_000})
+    worker = start_worker()
+    controller.download_model("org/keep")
+    wait_status(controller, "org/keep", {"ready"})
+    controller.download_model("org/late")
+    wait_status(controller, "org/late", {"ready"})
+    # the snapshot forgets org/late, as if Redis died before the last snapshot reached the disk
+    worker.stop()  # after this no hook can still be writing the snapshot
+    state_file = settings_env.resolved_state_file
+    doc = json.loads(state_file.read_text())
+    del doc["models"]["org/late"]
+    state_file.write_text(json.dumps(doc))
+    redis_server.restart(wipe=True)
+    # the running replica notices Redis lost its data and seeds it from the JSON file
+    wait_for(lambda: "org/keep" in controller.models and "org/late" not in controller.models, 20, "reseed")
+    assert any("state rebuilt from controller_state.json" in line for line in controller.get_logs())
+    start_worker()  # adopts what is on disk but not in the snapshot
+    wait_status(controller, "org/late", {"ready"}, timeout=30)
+    assert controller.models["org/late"]["requested_by"] == "found on disk"
+
+
+def test_redis_unreachable_for_30s(redis_server: RedisServer, hub: HubServer, start_worker,
+                                   controller: Controller) -> None:
+    hub.add_repo("org/before", {"w.bin": 10_000})
+    hub.add_repo("org/after", {"w.bin": 10_000})
+    start_worker()
+    controller.download_model("org/before")
+    wait_status(controller, "org/before", {"ready"})
+    view = controller.fetch_models()
+    redis_server.stop()
+    try:
+        wait_for(lambda: not controller.in_sync, 10, "the replica to know it is stale")
+        assert controller.fetch_models() == view  # the UI keeps serving its last view
+        with pytest.raises(StateUnavailableError, match="unreachable"):
+            controller.download_model("org/after")
+        time.sleep(30)
+        assert controller.fetch_models() == view
+    finally:
+        redis_server.start()
+    wait_for(lambda: controller.in_sync, 30, "the replica to resync")
+    controller.download_model("org/after")
+    wait_status(controller, "org/after", {"ready"}, timeout=60)
+
+
+@pytest.mark.parametrize(("kind", "times", "expect"), [
+    ("500", -1, "failed"),
+    ("429", 1, "ready"),
+    ("reset", 1, "ready"),
+    ("stall", 1, "ready"),
+])
+def test_hub_faults_end_in_a_clear_status(hub: HubServer, start_worker, controller: Controller, kind: str,
+                                          times: int, expect: str, settings_env: Settings) -> None:
+    hub.add_repo("org/f", {"w.bin": 400_000, "c.json": b"{}"})
+    hub.stall_seconds = 8
+    hub.set_fault("org/f", "w.bin", kind, times=times, retry_after=1, methods=["GET"])
+    start_worker()
+    controller.download_model("org/f")
+    record = wait_status(controller, "org/f", {"ready", "failed"}, timeout=90)
+    assert record["status"] == expect, record
+    if expect == "failed":
+        assert record["error"] and "Traceback" not in record["error"]
+        assert not [p for p in settings_env.resolved_models_dir.rglob("*.incomplete")]
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_models_dir(settings_env: Settings) -> Path:
+    path = settings_env.resolved_models_dir
+    if not _mount_tmpfs(path, "40m"):
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs for the disk-full tests")
+        pytest.skip("needs root to mount a small tmpfs as the models dir")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_disk_full_fails_fast_with_figures(small_models_dir: Path, hub: HubServer, start_worker,
+                                           controller: Controller) -> None:
+    hub.add_repo("org/huge", {"w.bin": 100_000_000})
+    start_worker()
+    controller.download_model("org/huge")
+    record = wait_status(controller, "org/huge", {"failed"})
+    assert "free" in record["error"] and "MB" in record["error"]
+
+
+def test_disk_filling_during_download_fails_cleanly(small_models_dir: Path, hub: HubServer, start_worker,
+                                                    controller: Controller) -> None:
+    # huggingface_hub writes in 10 MB pieces: the first lands, then the volume fills under the next ones
+    hub.add_repo("org/fill", {"w.bin": 30_000_000})
+    hub.throttle_bps = 8_000_000
+    start_worker()
+    controller.download_model("org/fill")
+    wait_for(lambda: controller.models["org/fill"]["bytes_done"] > 0, 20, "download to start")
+    filler = small_models_dir / "filler"
+    with open(filler, "wb", buffering=0) as f:  # take every free byte left on the volume
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    record = wait_status(controller, "org/fill", {"failed"}, timeout=30)
+    filler.unlink()
+    assert "space" in record["error"].lower() or "disk" in record["error"].lower()
+    wait_for(lambda: not [p for p in small_models_dir.rglob("*") if p.is_file() and p.name != "CACHEDIR.TAG"
+                          and ".locks" not in p.parts], 10, "partial files to go")

@@ -1,0 +1,126 @@
+"""app/auth.py: password hashes, the users file, Redis sessions, the trusted header, the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.auth import (
+    COOKIE_NAME,
+    Authenticator,
+    Role,
+    SessionStore,
+    User,
+    UsersFile,
+    authenticator_from_settings,
+    hash_password,
+    main,
+    make_entry,
+    parse_users,
+    verify_password,
+)
+from app.errors import ConfigError, PermissionDeniedError
+from app.keys import Keys
+from app.settings import Settings
+
+
+class Req:
+    def __init__(self, cookies: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> None:
+        self.cookies = cookies or {}
+        self.headers = headers or {}
+
+
+def test_hash_and_verify() -> None:
+    stored = hash_password("s3cret")
+    salt, _, digest = stored.partition("$")
+    assert len(salt) == 32 and len(digest) == 64
+    assert verify_password("s3cret", stored)
+    assert not verify_password("S3cret", stored)
+    assert not verify_password("s3cret", "nothex$abcd")
+    assert hash_password("x", salt=salt) != hash_password("x")
+
+
+def test_users_file_lines() -> None:
+    text = "# comment\n\n" + make_entry("alice", "admin", "pw") + "\n" + make_entry("bob", "VIEWER", "pw")
+    accounts = parse_users(text)
+    assert accounts["alice"].user == User("alice", Role.ADMIN)
+    assert accounts["bob"].user.role is Role.VIEWER
+    with pytest.raises(ConfigError, match="line 1: expected name:role:salt"):
+        parse_users("alice:admin:nohash")
+    with pytest.raises(ConfigError, match="unknown role 'root'"):
+        parse_users("alice:root:aa$bb")
+    with pytest.raises(ConfigError, match="without ':' or spaces"):
+        make_entry("a b", "admin", "pw")
+
+
+def test_users_file_is_reread_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text(make_entry("alice", "admin", "pw") + "\n")
+    users = UsersFile(path)
+    assert users.check("alice", "pw") == User("alice", Role.ADMIN)
+    assert users.check("alice", "wrong") is None and users.check("nobody", "pw") is None
+    path.write_text(make_entry("carol", "viewer", "pw2") + "\n# more\n")
+    assert users.check("carol", "pw2") == User("carol", Role.VIEWER)
+    with pytest.raises(ConfigError, match="Cannot read the users file"):
+        UsersFile(tmp_path / "missing").accounts()
+
+
+def test_sessions_live_in_redis_under_a_hash_of_the_token(redis_client: redis.Redis, redis_url: str) -> None:
+    keys = Keys("modeldepot")
+    store = SessionStore(redis_client, keys, ttl=60)
+    token = store.create(User("alice", Role.ADMIN))
+    raw = redis_client.get(keys.session(token))
+    assert raw is not None and json.loads(raw)["role"] == "admin"
+    assert token not in str(redis_client.keys("*"))
+    assert 0 < redis_client.ttl(keys.session(token)) <= 60
+    other_worker = SessionStore(redis.Redis.from_url(redis_url), keys, ttl=60)
+    assert other_worker.get(token) == User("alice", Role.ADMIN)
+    store.delete(token)
+    assert store.get(token) is None
+    assert other_worker.get("not-a-token") is None
+
+
+def test_login_and_roles(redis_client: redis.Redis, tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text(make_entry("alice", "admin", "pw") + "\n")
+    auth = Authenticator(users=UsersFile(path), sessions=SessionStore(redis_client, Keys("md"), ttl=60))
+    with pytest.raises(PermissionDeniedError, match="Wrong user name or password"):
+        auth.login("alice", "nope")
+    user, token = auth.login(" alice ", "pw")
+    assert auth.user_for(Req({COOKIE_NAME: token})) == user
+    assert auth.user_for(Req()) is None
+    auth.logout(Req({COOKIE_NAME: token}))
+    assert auth.user_for(Req({COOKIE_NAME: token})) is None
+
+
+def test_trusted_header(tmp_path: Path) -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path, auth_header="X-Forwarded-User",
+                        auth_admins="carol, dave")
+    auth = authenticator_from_settings(settings, redis.Redis.from_url(settings.redis_url or ""))
+    assert auth is not None and not auth.has_login_form
+    assert auth.user_for(Req(headers={"x-forwarded-user": "carol"})) == User("carol", Role.ADMIN)
+    assert auth.user_for(Req(headers={"x-forwarded-user": "erin"})) == User("erin", Role.VIEWER)
+    with pytest.raises(PermissionDeniedError, match="sign in through your SSO"):
+        auth.login("carol", "pw")
+
+
+def test_auth_is_off_by_default(tmp_path: Path) -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path)
+    assert authenticator_from_settings(settings, redis.Redis()) is None
+    bad = Settings(redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path, auth_file=tmp_path / "missing")
+    with pytest.raises(ConfigError):
+        authenticator_from_settings(bad, redis.Redis())
+
+
+def test_cli_prints_a_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("hunter2\n"))
+    assert main(["hash", "alice", "admin", "--password-stdin"]) == 0
+    line = capsys.readouterr().out.strip()
+    accounts = parse_users(line)
+    assert verify_password("hunter2", accounts["alice"].password_hash)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["hash", "alice", "admin", "--password-stdin"]) == 1
