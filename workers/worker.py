@@ -16,7 +16,7 @@ from app.errors import StateUnavailableError
 from app.jobqueue import JobQueue
 from app.settings import get_settings
 from app.watchdog import Watchdog
-from workers import hub
+from workers import hooks, hub, jobs
 from workers.context import WorkerContext
 from workers.reconcile import reconcile
 from workers.safety import SafeJob
@@ -24,6 +24,8 @@ from workers.safety import SafeJob
 log = logging.getLogger(__name__)
 
 QUEUE_KINDS = ("maintenance", "downloads")
+# Imported here so every forked work-horse inherits them instead of importing them per job.
+PRELOADED = (jobs.download_job, hooks.on_download_success)
 
 
 def build_worker(kinds: Sequence[str] = QUEUE_KINDS, *, name: str | None = None) -> Worker:
