@@ -43,7 +43,7 @@ def ops_router(controller: Controller, registry: CollectorRegistry) -> APIRouter
     router = APIRouter()
 
     @router.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:  # async: answered by the event loop even when the threadpool is busy
         return {"ok": True}
 
     @router.get("/readyz", include_in_schema=False)

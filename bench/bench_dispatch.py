@@ -27,13 +27,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
-from rq import Queue  # noqa: E402
-from rq.job import Job  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from bench.harness import (  # noqa: E402
-    NOOP_FUNC, Row, ms, percentile, print_table, process, redis_server, wait_for_idle_workers, worker_env,
+from bench.harness import (
+    NOOP_FUNC,
+    Row,
+    ms,
+    percentile,
+    print_table,
+    process,
+    redis_server,
+    wait_for_idle_workers,
+    worker_env,
 )
 
 GOAL_P50_S = 0.020

@@ -4,8 +4,9 @@ A local Hub (``python -m tests.hubserver``, its own process) serves one repo of 
 each, 1 GiB; ``--quick``: 32 MiB each, 256 MiB). One ``python -m app.cli worker`` is started and left idle.
 Model Depot's figure is the time from ``Controller.download_model`` until the bench process's replica shows
 the record ``ready``; the baseline is ``huggingface_hub.snapshot_download(repo, cache_dir=<fresh dir>,
-endpoint=<hub>)`` called in the bench process. After one untimed bare warm-up run, runs alternate (app, bare, bare, app;
-``--quick``: bare, app); between app runs the model is removed through the controller. Goal: app / bare <= 1.05 (medians).
+endpoint=<hub>)`` called in the bench process. After one untimed bare warm-up run, runs alternate: app,
+bare, cold, bare, app (``--quick``: bare, app, cold); between app runs the model is removed through the
+controller. Goal: app / bare <= 1.05 (medians).
 
 The app run is split using the record's own timestamps (written by the worker) and the blob files' mtimes:
 queued -> claimed (dispatch), claimed -> plan written (dry run), -> last blob written (transfer), -> ready
@@ -36,10 +37,17 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the worker's bars draw nothing either
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
+import redis
 
-from bench.harness import (  # noqa: E402
-    ROOT, Row, median, process, redis_server, stop_process, wait_for_idle_workers, worker_env,
+from bench.harness import (
+    ROOT,
+    Row,
+    median,
+    process,
+    redis_server,
+    stop_process,
+    wait_for_idle_workers,
+    worker_env,
 )
 
 REPO = "bench/one-gib"

@@ -19,6 +19,7 @@ writer saves the snapshot after each ``add_log`` (``snapshot.persist``); a fifth
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Row, ms, percentile, print_table, redis_server  # noqa: E402
+from bench.harness import Row, ms, percentile, print_table, redis_server
 
 CTX = mp.get_context("spawn")
 READERS = 3
@@ -72,7 +73,7 @@ def reader_main(url: str, data_dir: str, ready: Any, stop: Any, out: Any) -> Non
     apply, reset = replica.apply, replica.reset
 
     def stamped_apply(event: dict[str, Any]) -> Applied:
-        result = apply(event)
+        result: Applied = apply(event)
         if result is Applied.APPLIED:
             applied[int(event["v"])] = time.monotonic()
         return result
@@ -84,17 +85,42 @@ def reader_main(url: str, data_dir: str, ready: Any, stop: Any, out: Any) -> Non
     replica.apply = stamped_apply  # type: ignore[method-assign]
     replica.reset = stamped_reset  # type: ignore[method-assign]
     floor: dict[int, float] = {}
+    pauses = _watch_gc()
     thread = threading.Thread(target=_floor_listener, args=(controller.redis, floor, stop), daemon=True)
     thread.start()
     ready.put(("reader", controller.version))
     stop.wait(600)
     thread.join(5)
-    out.put((applied, resets, floor))
+    out.put(Stamps(applied, resets, floor, pauses))
     controller.close()
 
 
+@dataclass
+class Stamps:
+    """What one reader saw: version -> applied at, full reloads, floor messages, GC pauses."""
+
+    applied: dict[int, float]
+    resets: list[tuple[int, float]]
+    floor: dict[int, float]
+    gc_pauses: list[tuple[int, float, float]]  # generation, start, seconds
+
+
+def _watch_gc() -> list[tuple[int, float, float]]:
+    pauses: list[tuple[int, float, float]] = []
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.monotonic()
+        else:
+            pauses.append((info["generation"], started[0], time.monotonic() - started[0]))
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
 def _floor_listener(client: Any, received: dict[int, float], stop: Any) -> None:
-    """The floor: a bare redis-py subscriber, stamping each message of the floor phase on arrival."""
+    """The floor: a bare redis-py subscriber thread, stamping each floor message on arrival."""
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(FLOOR_CHANNEL)
     while not stop.is_set():
@@ -105,23 +131,24 @@ def _floor_listener(client: Any, received: dict[int, float], stop: Any) -> None:
 
 
 def writer_main(url: str, data_dir: str, ready: Any, commands: Any, out: Any) -> None:
-    """Run the write phases the parent sends; answer each with its list of writes."""
+    """Run the write phases the parent sends; answer each with its writes and its floor publishes.
+
+    In paced phases each write is followed by a bare PUBLISH on the floor channel, so the floor is
+    measured at the same moments, through the same processes, as the writes.
+    """
     from app import snapshot
 
     controller = _controller(url, data_dir)
     ready.put(("writer", controller.version))
+    sequence = 0
     while (command := commands.get()) is not None:
         kind, count, interval = command
         writes: list[Write] = []
+        floor: list[Write] = []
         next_at = time.monotonic()
         for i in range(count):
             next_at += interval
             start = time.monotonic()
-            if kind == "floor":
-                controller.redis.publish(FLOOR_CHANNEL, i)
-                writes.append(Write(i, start, time.monotonic()))
-                time.sleep(max(0.0, next_at - time.monotonic()))
-                continue
             if kind == "download":
                 controller.download_model(f"bench/model-{i:05d}", requested_by="bench")
             else:
@@ -129,8 +156,13 @@ def writer_main(url: str, data_dir: str, ready: Any, commands: Any, out: Any) ->
             if kind == "file":
                 snapshot.persist(controller.store, controller.settings.resolved_state_file)
             writes.append(Write(controller.version, start, time.monotonic()))
+            if interval and kind != "file":
+                sequence += 1
+                start = time.monotonic()
+                controller.redis.publish(FLOOR_CHANNEL, sequence)
+                floor.append(Write(sequence, start, time.monotonic()))
             time.sleep(max(0.0, next_at - time.monotonic()))
-        out.put(writes)
+        out.put((writes, floor))
     controller.close()
 
 
@@ -210,19 +242,18 @@ class Cluster:
         for _ in range(count):
             self.ready.get(timeout=90)
 
-    def phase(self, kind: str, count: int, interval: float) -> list[Write]:
+    def phase(self, kind: str, count: int, interval: float) -> tuple[list[Write], list[Write]]:
         self.commands.put((kind, count, interval))
-        writes: list[Write] = self.out.get(timeout=150)
+        writes, floor = self.out.get(timeout=150)
         time.sleep(0.3)  # let the last events land
-        return writes
+        return writes, floor
 
     def baseline(self, count: int, span_s: float) -> list[Write]:
-        writes = self.phase("file", count, span_s / count)
+        writes, _ = self.phase("file", count, span_s / count)
         time.sleep(POLL_S + 0.2)  # one more poll sees the last write
         return writes
 
-    def results(self) -> tuple[list[tuple[dict[int, float], list[tuple[int, float]], dict[int, float]]],
-                               list[tuple[int, float]]]:
+    def results(self) -> tuple[list[Stamps], list[tuple[int, float]]]:
         """Each reader's stamps, and the poller's (version, time) reads."""
         self.stop.set()
         return [self.reader_out.get(timeout=60) for _ in range(READERS)], self.seen_out.get(timeout=60)
@@ -243,12 +274,8 @@ def run(quick: bool) -> bool:
         cluster = Cluster(url, Path(tmp) / "data")
         try:
             cluster.start()
-            phases = {
-                "floor": cluster.phase("floor", count, 0.005),
-                "paced": cluster.phase("paced", count, 0.005),
-                "burst": cluster.phase("burst", count, 0.0),
-            }
-            phases["download"] = cluster.phase("download", count, 0.005)
+            phases = {kind: cluster.phase(kind, count, interval)
+                      for kind, interval in (("paced", 0.005), ("burst", 0.0), ("download", 0.005))}
             # last: each snapshot.persist also SETs the whole document in Redis, growing its append-only file
             file_writes = cluster.baseline(100 if quick else 300, 2.0 if quick else 5.0)
             stamps, seen = cluster.results()
@@ -257,48 +284,60 @@ def run(quick: bool) -> bool:
     return report(quick, phases, stamps, poll_delays(file_writes, seen), len(file_writes))
 
 
-def report(quick: bool, phases: dict[str, list[Write]], stamps: list[tuple[dict[int, float], Any, Any]],
+def p50_p99(values: list[float]) -> str:
+    return f"{ms(percentile(values, 50))} / {ms(percentile(values, 99))}"
+
+
+def report(quick: bool, phases: dict[str, tuple[list[Write], list[Write]]], stamps: list[Stamps],
            naive: list[float], naive_writes: int) -> bool:
-    found = {kind: [d for applied, resets, floor in stamps
-                    for d in (delays(writes, floor, []) if kind == "floor" else delays(writes, applied, resets))]
-             for kind, writes in phases.items()}
+    found = {kind: [d for s in stamps for d in delays(writes, s.applied, s.resets)]
+             for kind, (writes, _) in phases.items()}
+    floors = [d for kind in ("paced", "download") for s in stamps for d in delays(phases[kind][1], s.floor, [])]
     naive_p50, naive_p99 = percentile(naive, 50), percentile(naive, 99)
-    reloads = {kind: sum(writes[0].start <= t <= writes[-1].end + 0.3 for _, r, _ in stamps for _, t in r)
-               for kind, writes in phases.items() if kind != "floor"}
     paced = found["paced"]
     met = percentile(paced, 99) < GOAL_P99_S
     base = f"p50 {ms(naive_p50)} / p99 {ms(naive_p99)}"
     rows = [
-        Row(f"add_log paced 5 ms, {len(phases['paced'])} writes x {READERS} replicas: p99", ms(percentile(paced, 99)),
-            f"p99 {ms(naive_p99)}", f"{naive_p99 / percentile(paced, 99):.0f}× faster", "< 5 ms", met),
+        Row(f"add_log paced 5 ms, {len(phases['paced'][0])} writes x {READERS} replicas: p99",
+            ms(percentile(paced, 99)), f"p99 {ms(naive_p99)}", f"{naive_p99 / percentile(paced, 99):.0f}x faster",
+            "< 5 ms", met),
         Row("  same: p50", ms(percentile(paced, 50)), f"p50 {ms(naive_p50)}",
-            f"{naive_p50 / percentile(paced, 50):.0f}× faster"),
+            f"{naive_p50 / percentile(paced, 50):.0f}x faster"),
     ]
     for kind, label in (("burst", "add_log back to back"), ("download", "download_model paced 5 ms")):
         values = found[kind]
-        rows.append(Row(f"{label}, {len(phases[kind])} writes: p50 / p99",
-                        f"{ms(percentile(values, 50))} / {ms(percentile(values, 99))}", base,
-                        f"{naive_p99 / percentile(values, 99):.0f}× faster (p99)", "< 5 ms (p99)",
+        rows.append(Row(f"{label}, {len(phases[kind][0])} writes: p50 / p99", p50_p99(values), base,
+                        f"{naive_p99 / percentile(values, 99):.0f}x faster (p99)", "< 5 ms (p99)",
                         percentile(values, 99) < GOAL_P99_S))
     for kind, label in (("paced", "add_log"), ("download", "download_model")):
-        calls = [w.end - w.start for w in phases[kind]]
         rows.append(Row(f"write call itself ({label}, paced): p50 / p99",
-                        f"{ms(percentile(calls, 50))} / {ms(percentile(calls, 99))}", "", ""))
-    floor, floor_calls = found["floor"], [w.end - w.start for w in phases["floor"]]
-    rows.append(Row("floor: bare PUBLISH -> bare subscriber, paced 5 ms: p50 / p99",
-                    f"{ms(percentile(floor, 50))} / {ms(percentile(floor, 99))}", "", ""))
-    rows.append(Row("floor: bare PUBLISH call itself: p50 / p99",
-                    f"{ms(percentile(floor_calls, 50))} / {ms(percentile(floor_calls, 99))}", "", ""))
-    notes = [
-        f"Baseline: {naive_writes} writes (add_log + snapshot.persist) spread over the phase, a poller "
+                        p50_p99([w.end - w.start for w in phases[kind][0]]), "", ""))
+    rows.append(Row("floor: bare PUBLISH -> bare subscriber thread, same moments: p50 / p99", p50_p99(floors),
+                    "", ""))
+    print_table("bench_propagation" + (" --quick" if quick else ""), rows,
+                notes(phases, stamps, found, naive, naive_writes))
+    return met
+
+
+def notes(phases: dict[str, tuple[list[Write], list[Write]]], stamps: list[Stamps],
+          found: dict[str, list[float]], naive: list[float], naive_writes: int) -> list[str]:
+    reloads = {kind: sum(w[0].start <= t <= w[-1].end + 0.3 for s in stamps for _, t in s.resets)
+               for kind, (w, _) in phases.items()}
+    first, last = min(w[0].start for w, _ in phases.values()), max(w[-1].end for w, _ in phases.values())
+    pauses = [(gen, took) for s in stamps for gen, at, took in s.gc_pauses if first <= at <= last]
+    late = {kind: sum(d > GOAL_P99_S for d in values) for kind, values in found.items()}
+    return [
+        f"Baseline: {naive_writes} writes (add_log + snapshot.persist) spread over 5 s (--quick: 2 s), a poller "
         f"reloading the file every {POLL_S:.0f} s; expected delay uniform in [0, {POLL_S:.0f} s) plus the "
         f"save, so p50 ≈ {POLL_S / 2 * 1000:.0f} ms and p99 ≈ {POLL_S * 0.99 * 1000:.0f} ms; "
-        f"measured {base}, max {ms(max(naive))}.",
-        f"Full reloads (Listener.resync -> Store.read_state) in the {READERS} readers during each phase: "
-        + ", ".join(f"{kind} {n}" for kind, n in reloads.items()) + ".",
+        f"measured p50 {ms(percentile(naive, 50))} / p99 {ms(percentile(naive, 99))}, max {ms(max(naive))}.",
+        "Deliveries later than 5 ms / longest: " + ", ".join(
+            f"{kind} {late[kind]} of {len(v)} / {ms(max(v))}" for kind, v in found.items()) + ".",
+        "Full reloads (Listener.resync -> Store.read_state) in the readers: "
+        + ", ".join(f"{kind} {n}" for kind, n in reloads.items())
+        + f". GC pauses in the readers during the phases: {len(pauses)}, longest "
+        + (ms(max(t for _, t in pauses)) if pauses else "-") + ".",
     ]
-    print_table("bench_propagation" + (" --quick" if quick else ""), rows, notes)
-    return met
 
 
 def main() -> int:

@@ -21,14 +21,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
+import redis
 
-from app.controller import Controller  # noqa: E402
-from app.keys import Keys  # noqa: E402
-from app.records import ModelRecord, Status  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.store import Store  # noqa: E402
-from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server  # noqa: E402
+from app.controller import Controller
+from app.keys import Keys
+from app.records import ModelRecord, Status
+from app.settings import Settings
+from app.store import Store
+from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server
 
 MODELS = 10_000
 GOAL = 100.0
@@ -55,7 +55,7 @@ def name_of(i: int) -> str:
 
 def naive_fetch(client: redis.Redis, key: str) -> list[dict[str, Any]]:
     """No replica: read the whole hash from Redis on every call."""
-    raw = client.hgetall(key)
+    raw: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
     models = {k.decode(): json.loads(v) for k, v in raw.items()}
     return [models[name] for name in sorted(models)]
 
@@ -112,12 +112,12 @@ def run(quick: bool) -> bool:
     met = base / fig >= GOAL
     rows = [
         Row(f"fetch_models(), {MODELS:,} models, median of {len(replica)}", ms(fig),
-            f"{ms(base)} (HGETALL+json, median of {len(naive)})", f"{base / fig:.1f}× faster",
-            f">= {GOAL:.0f}× faster", met),
+            f"{ms(base)} (HGETALL+json, median of {len(naive)})", f"{base / fig:.1f}x faster",
+            f">= {GOAL:.0f}x faster", met),
         Row("same, p99", ms(percentile(replica, 99)), ms(percentile(naive, 99)),
-            f"{percentile(naive, 99) / percentile(replica, 99):.1f}× faster"),
+            f"{percentile(naive, 99) / percentile(replica, 99):.1f}x faster"),
         Row("diagnostic: fetch_models() with gc disabled, median", ms(median(no_gc)), ms(base),
-            f"{base / median(no_gc):.1f}× faster"),
+            f"{base / median(no_gc):.1f}x faster"),
         Row("get_model(one name), median", ms(median(model)), ms(base), ratio(base, median(model), digits=0)),
     ]
     print_table("bench_read_path" + (" --quick" if quick else ""), rows,

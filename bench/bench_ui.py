@@ -3,8 +3,9 @@
 Each simulated page keeps one keep-alive HTTP connection and does what the browser does: a tick
 (``POST /gradio_api/run/predict`` for the timer event, carrying the version it displays) every 0.5 s.
 
-* Timer, one UI worker, 200 pages, idle state: ticks skip (nothing changed). Baseline: the same pages
-  without the skip (they send no version, so every tick returns the whole view, as a naive timer would).
+* Timer, one UI worker, 200 pages, idle state: a tick answers "nothing new" and the page does nothing
+  more. Baseline: the same pages fetching the whole view (table, banner, disk, log) every 0.5 s, as a timer
+  without the version check would. A figure is one timer period: the tick plus any rendering it starts.
 * Timer while a download updates its progress 4 times a second (every tick of every page has news).
 * ``/fetch_models`` (one-request API, 1,000 records) from 20 concurrent callers while the 200 pages tick.
   Baseline: ``GET /healthz`` on the same worker under the same load (the HTTP floor).
@@ -32,13 +33,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-import redis  # noqa: E402
+import httpx
+import redis
 
-from app.keys import Keys  # noqa: E402
-from app.records import ModelRecord, Status  # noqa: E402
-from app.store import LogEntry, Store  # noqa: E402
-from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server  # noqa: E402
+from app.keys import Keys
+from app.records import ModelRecord, Status
+from app.store import LogEntry, Store
+from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server
 
 MODELS = 1_000
 PAGES = 200
@@ -94,23 +95,65 @@ class Conn:
 class Samples:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
-    full: int = 0  # ticks that returned the view (not skipped)
+    full: int = 0  # periods that fetched the view
 
     def add(self, seconds: float, ok: bool) -> None:
         self.latencies.append(seconds)
         self.errors += not ok
 
 
-def tick_body(fn_index: int, seen: str, session: str) -> bytes:
-    return json.dumps({"fn_index": fn_index, "data": [seen, "", "all", "name", 1, ""], "event_data": None,
-                       "session_hash": session, "trigger_id": None}).encode()
+@dataclass(frozen=True)
+class Events:
+    """fn_index of the page's timer tick and of the two renderings its triggers start."""
+
+    tick: int
+    view: int
+    logs: int
 
 
-async def page(port: int, fn_index: int, n: int, until: float, samples: Samples, *, skip: bool,
+QUERY = ["", "all", "name", 1]
+
+
+def body(fn_index: int, data: list[Any], session: str) -> bytes:
+    return json.dumps({"fn_index": fn_index, "data": data, "event_data": None, "session_hash": session,
+                       "trigger_id": None}).encode()
+
+
+async def call(conn: Conn, fn_index: int, data: list[Any], session: str) -> list[Any] | None:
+    status, raw = await conn.request("POST", "/gradio_api/run/predict", body(fn_index, data, session))
+    return json.loads(raw)["data"] if status == 200 else None
+
+
+async def update(conn: Conn, events: Events, state: list[str], session: str, *, naive: bool) -> tuple[bool, bool]:
+    """One timer period of a page: (ok, got the view). ``state``: shown/trigger of the view and the log."""
+    if naive:  # a timer that fetches the whole view every time
+        view = await call(conn, events.view, QUERY, session)
+        logs = await call(conn, events.logs, [""], session)
+        return view is not None and logs is not None, True
+    ticked = await call(conn, events.tick, state, session)
+    if ticked is None:
+        return False, False
+    got_view = ticked[0] != state[1]
+    if got_view:  # the browser's change event on the trigger
+        state[1] = ticked[0]
+        view = await call(conn, events.view, QUERY, session)
+        if view is None:
+            return False, True
+        state[0] = view[3]
+    if ticked[1] != state[3]:
+        state[3] = ticked[1]
+        logs = await call(conn, events.logs, [""], session)
+        if logs is None:
+            return False, got_view
+        state[2] = logs[1]
+    return True, got_view
+
+
+async def page(port: int, events: Events, n: int, until: float, samples: Samples, *, naive: bool,
                paced: bool) -> None:
-    """One open page: ticks every 0.5 s (or back to back when not ``paced``)."""
+    """One open page: a timer period every 0.5 s (or back to back when not ``paced``)."""
     conn = Conn(port)
-    seen = ""
+    state = ["", "", "", ""]
     start = time.monotonic() + (n % 50) * TICK_S / 50  # spread the pages over one period
     k = 0
     try:
@@ -123,13 +166,9 @@ async def page(port: int, fn_index: int, n: int, until: float, samples: Samples,
                 return
             k += 1
             began = time.perf_counter()
-            status, data = await conn.request("POST", "/gradio_api/run/predict", tick_body(fn_index, seen, f"p{n}"))
-            samples.add(time.perf_counter() - began, status == 200)
-            if status == 200:
-                values = json.loads(data)["data"]
-                samples.full += "value" in values[1]
-                if skip and isinstance(values[5], str):
-                    seen = values[5]
+            ok, full = await update(conn, events, state, f"p{n}", naive=naive)
+            samples.add(time.perf_counter() - began, ok)
+            samples.full += full
     except (OSError, asyncio.IncompleteReadError):
         samples.errors += 1
     finally:
@@ -147,11 +186,11 @@ async def caller(port: int, path: str, method: str, body: bytes, until: float, s
         await conn.close()
 
 
-async def run_pages(port: int, fn_index: int, seconds: float, *, skip: bool = True, paced: bool = True,
+async def run_pages(port: int, events: Events, seconds: float, *, naive: bool = False, paced: bool = True,
                     api: bool = False) -> tuple[Samples, Samples, Samples]:
     until = time.monotonic() + seconds
     ticks, fetches, floor = Samples(), Samples(), Samples()
-    tasks = [page(port, fn_index, n, until, ticks, skip=skip, paced=paced) for n in range(PAGES)]
+    tasks = [page(port, events, n, until, ticks, naive=naive, paced=paced) for n in range(PAGES)]
     if api:
         fetch = json.dumps({"data": []}).encode()
         tasks += [caller(port, "/gradio_api/run/fetch_models", "POST", fetch, until, fetches)
@@ -213,9 +252,16 @@ def ui_workers(env: dict[str, str], count: int, log_dir: Path) -> Iterator[list[
             w.stop()
 
 
-def tick_index(port: int) -> int:
+def find_events(port: int) -> Events:
     config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=30).json()
-    return int(next(d["id"] for d in config["dependencies"] if any(t[1] == "tick" for t in d["targets"])))
+    deps = config["dependencies"]
+    tick = next(d for d in deps if any(t[1] == "tick" for t in d["targets"]))
+    view_trigger, logs_trigger = tick["outputs"]
+
+    def on_change(component: int) -> int:
+        return int(next(d["id"] for d in deps if [component, "change"] in [list(t) for t in d["targets"]]))
+
+    return Events(int(tick["id"]), on_change(view_trigger), on_change(logs_trigger))
 
 
 def rate(samples: Samples, seconds: float) -> float:
@@ -232,15 +278,16 @@ def run(quick: bool) -> None:
                "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         with ui_workers(env, 3, Path(tmp)) as workers:
             one = workers[0].port
-            fn = tick_index(one)
+            fn = find_events(one)
             asyncio.run(run_pages(one, fn, 2.0))  # warm up
             idle, _, _ = asyncio.run(run_pages(one, fn, phase))
-            naive, _, _ = asyncio.run(run_pages(one, fn, phase, skip=False))
+            naive, _, _ = asyncio.run(run_pages(one, fn, phase, naive=True))
             rows += [
                 Row(f"timer tick p50, 1 worker, {PAGES} pages, idle", ms(median(idle.latencies)),
-                    f"{ms(median(naive.latencies))} (no skip)", ratio(median(naive.latencies), median(idle.latencies))),
+                    f"{ms(median(naive.latencies))} (full view every tick)",
+                    ratio(median(naive.latencies), median(idle.latencies))),
                 Row("timer tick p99, same", ms(percentile(idle.latencies, 99)),
-                    f"{ms(percentile(naive.latencies, 99))} (no skip)",
+                    f"{ms(percentile(naive.latencies, 99))} (full view every tick)",
                     ratio(percentile(naive.latencies, 99), percentile(idle.latencies, 99))),
                 Row("ticks answered per second, same", f"{rate(idle, phase):.0f}/s",
                     f"{PAGES / TICK_S:.0f}/s offered", ratio(rate(idle, phase), PAGES / TICK_S)),
@@ -256,7 +303,7 @@ def run(quick: bool) -> None:
                 progress.stop_event.set()
                 progress.join()
             rows += [
-                Row("timer tick p50, a download progressing 4×/s", ms(median(busy.latencies)),
+                Row("timer tick p50, a download progressing 4x/s", ms(median(busy.latencies)),
                     f"{ms(median(idle.latencies))} (idle)", ratio(median(busy.latencies), median(idle.latencies))),
                 Row("timer tick p99, same", ms(percentile(busy.latencies, 99)),
                     f"{ms(percentile(idle.latencies, 99))} (idle)",
@@ -268,13 +315,13 @@ def run(quick: bool) -> None:
                     f"{ms(percentile(floor.latencies, 99))} (GET /healthz)",
                     ratio(percentile(fetches.latencies, 99), percentile(floor.latencies, 99))),
             ]
-            notes.append(f"Busy: {busy.full} of {len(busy.latencies)} ticks returned the view; "
+            notes.append(f"Busy: {busy.full} of {len(busy.latencies)} periods fetched the view; "
                          f"{len(fetches.latencies)} /fetch_models calls; errors {busy.errors + fetches.errors}.")
             rows += throughput(workers, Path(tmp), fn, phase, notes)
     print_table("bench_ui" + (" --quick" if quick else ""), rows, notes)
 
 
-def throughput(workers: list[Any], tmp: Path, fn: int, phase: float, notes: list[str]) -> list[Row]:
+def throughput(workers: list[Any], tmp: Path, fn: Events, phase: float, notes: list[str]) -> list[Row]:
     from tests.ui.servers import Balancer, wait_until
 
     direct, _, _ = asyncio.run(run_pages(workers[0].port, fn, phase, paced=False))

@@ -64,7 +64,7 @@ def ms(seconds: float) -> str:
 
 
 def ratio(a: float, b: float, *, digits: int = 2) -> str:
-    return f"{a / b:.{digits}f}×" if b > 0 else "n/a"
+    return f"{a / b:.{digits}f}x" if b > 0 else "n/a"
 
 
 def print_table(title: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> None:

@@ -1,24 +1,30 @@
 """Live updates: what each open page shows, recomputed only when the shared state changed.
 
 Every page runs a 0.5 s timer. Its tick reads this process's replica only (``controller.version`` and
-``in_sync``: no Redis call) and compares it with the version the page last displayed. The page holds that
-version itself, in a hidden textbox sent with each tick, instead of a ``gr.State`` kept by one worker: the
-tick is then answered correctly by any UI worker, so the page works behind a plain round-robin balancer.
+``in_sync``: no Redis call) and compares it with what the page says it shows. The page keeps that in hidden
+textboxes sent with each tick, not in a ``gr.State`` held by one worker, so any UI worker can answer any
+tick and the page works behind a plain round-robin balancer.
 
-When something changed, the expensive parts are computed once per state version and shared by all pages
-(:class:`Frame`, :class:`RenderCache`), so 200 open pages cost one rendering per change, not 200.
+A tick outputs only two small "trigger" strings. When they are unchanged the browser does nothing more;
+when one changes, its ``change`` event asks for the new view (models table, banner, disk) or the new log.
+That keeps the idle tick to one cheap request: Gradio rebuilds a component for every ``gr.update``/
+``gr.skip`` it returns, so a tick that skipped six outputs cost ~15 ms of CPU, one that echoes a string
+well under 1 ms.
+
+Each rendering also writes what it showed (``shown``): a page that was answered by a worker whose replica
+lagged behind is compared with the newer state at the next tick and fetched again.
+
+The expensive parts are computed once per state version and shared by all pages (:class:`Frame`,
+:class:`RenderCache`), so 200 open pages cost one rendering per change, not 200.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-
-import gradio as gr
 
 from app.controller import Controller
 from app.ui.disk import read_usage, render_disk
@@ -28,8 +34,6 @@ from app.ui.models_table import TableQuery, render_table
 K = TypeVar("K", bound=Hashable)
 
 STALE_TEXT = "stale: Redis unreachable, showing last known state"
-OUTPUTS = ("banner", "table", "logs", "disk", "select", "seen")
-"""The components every refresh writes, in this order (see :meth:`LiveView.refresh`)."""
 
 
 class RenderCache(Generic[K]):
@@ -60,28 +64,16 @@ class Frame:
 
     version: int
     records: list[dict[str, Any]]
-    names: list[str]
-    names_tag: str
     logs: list[str]
     logs_tag: str
     disk_html: str
 
 
-@dataclass(frozen=True)
-class Seen:
-    """What a page displays, as the hidden ``seen`` textbox holds it: ``head|logs_tag|names_tag``."""
-
-    head: str = ""
-    logs_tag: str = ""
-    names_tag: str = ""
-
-    @classmethod
-    def decode(cls, raw: str | None) -> Seen:
-        parts = (raw or "").split("|")
-        return cls(*[*parts, "", "", ""][:3])
-
-    def encode(self) -> str:
-        return f"{self.head}|{self.logs_tag}|{self.names_tag}"
+def trigger(current: str, shown: str | None, previous: str | None) -> str:
+    """The new trigger value: unchanged when the page shows ``current``, else a value it never had."""
+    if shown == current:
+        return previous or ""
+    return f"{current}/{shown or ''}"
 
 
 class LiveView:
@@ -114,36 +106,42 @@ class LiveView:
         version = self.controller.version  # read before the data: a frame is never labelled newer than it
         records = self.controller.fetch_models()
         logs = self.controller.get_logs()
-        names = [str(r["name"]) for r in records]
-        names_tag = hashlib.blake2s("\n".join(names).encode(), digest_size=6).hexdigest()
         disk_html = render_disk(read_usage(self.controller), records)
-        return Frame(version, records, names, names_tag, logs, log_tag(logs), disk_html)
+        return Frame(version, records, logs, log_tag(logs), disk_html)
+
+    # ---- the tick ----------------------------------------------------------------------------------
+
+    async def tick(self, shown_view: str | None, view_trigger: str | None, shown_logs: str | None,
+                   logs_trigger: str | None) -> tuple[str, str]:
+        """New values of the two triggers (equal to the old ones when the page is up to date).
+
+        A coroutine although it never waits: Gradio then runs it on the event loop instead of sending it
+        to a thread, which is most of the cost of so small a call. It only reads memory (and, once per
+        state version, builds the shared frame).
+        """
+        head = self.head()
+        return trigger(head, shown_view, view_trigger), trigger(self.frame().logs_tag, shown_logs, logs_trigger)
+
+    # ---- renderings ----------------------------------------------------------------------------------
 
     def table(self, query: TableQuery) -> str:
         frame = self.frame()
         return self.tables.get((frame.version, query), lambda: render_table(frame.records, query))
 
-    def logs(self, text: str | None) -> str:
+    def banner(self) -> str:
+        if self.controller.in_sync:
+            return ""
+        return f'<div class="md-stale-box" role="alert">⚠ {STALE_TEXT}</div>'
+
+    def view(self, query: TableQuery) -> tuple[str, str, str, str]:
+        """Banner, table, disk panel, and the head they show."""
+        head = self.head()  # before the data, like the frame's version
+        frame = self.frame()
+        return self.banner(), self.table(query), frame.disk_html, head
+
+    def logs(self, text: str | None) -> tuple[str, str]:
+        """The log panel, and the log tag it shows."""
         frame = self.frame()
         needle = (text or "").strip()[:200]
-        return self.log_views.get((frame.version, needle), lambda: render_logs(frame.logs, needle))
-
-    def banner(self) -> dict[str, Any]:
-        in_sync = self.controller.in_sync
-        return gr.update(value="" if in_sync else f"⚠ {STALE_TEXT}", visible=not in_sync)
-
-    def refresh(self, seen_raw: str | None, query: TableQuery, log_filter: str | None, *,
-                force: bool = False) -> tuple[Any, ...]:
-        """Values for :data:`OUTPUTS`; every one skipped when nothing changed since ``seen_raw``."""
-        seen = Seen.decode(seen_raw)
-        head = self.head()
-        if not force and seen.head == head:
-            return tuple(gr.skip() for _ in OUTPUTS)
-        frame = self.frame()
-        same_logs = not force and seen.logs_tag == frame.logs_tag
-        same_names = not force and seen.names_tag == frame.names_tag
-        now = Seen(head, frame.logs_tag, frame.names_tag)
-        return (self.banner(), self.table(query),
-                gr.skip() if same_logs else self.logs(log_filter), frame.disk_html,
-                gr.skip() if same_names else gr.update(choices=frame.names),
-                now.encode())
+        rendered = self.log_views.get((frame.version, needle), lambda: render_logs(frame.logs, needle))
+        return rendered, frame.logs_tag

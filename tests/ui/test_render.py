@@ -9,7 +9,7 @@ import pytest
 
 from app.ui.disk import read_usage, render_disk
 from app.ui.format import human_bytes, human_duration, split_patterns
-from app.ui.live import LiveView, Seen
+from app.ui.live import LiveView
 from app.ui.logs import log_tag, render_logs
 from app.ui.models_table import PAGE_SIZE, TableQuery, progress_html, render_table, select
 
@@ -115,28 +115,39 @@ class FakeController:
         return list(self.lines)
 
 
-def test_tick_skips_everything_until_the_version_changes() -> None:
+def test_triggers_change_only_when_the_page_is_behind() -> None:
     fake = FakeController()
     live = LiveView(fake)  # type: ignore[arg-type]
-    first = live.refresh("", TableQuery(), None)
-    assert "org/a" in first[1] and first[5].startswith("1.1|")
-    skipped = live.refresh(first[5], TableQuery(), None)
-    assert all(isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1 for v in skipped)
+    banner, table, _, shown_view = live.view(TableQuery())
+    logs_html, shown_logs = live.logs(None)
+    assert banner == "" and "org/a" in table and "queued download" in logs_html
+    view_trigger, logs_trigger = live.tick(shown_view, "", shown_logs, "")
+    assert (view_trigger, logs_trigger) == ("", "")  # up to date: nothing changes, no render follows
     fake.version, fake.models = 2, [*fake.models, record("org/b", "downloading")]
-    second = live.refresh(first[5], TableQuery(), None)
-    assert "org/b" in second[1]
-    assert second[2] == {"__type__": "update"}  # the log did not change: not sent again
-    assert second[4]["choices"] == ["org/a", "org/b"]
-    for _ in range(50):  # 50 pages at the new version share one rendering
-        live.refresh(first[5], TableQuery(), None)
+    view_trigger, logs_trigger = live.tick(shown_view, view_trigger, shown_logs, logs_trigger)
+    assert view_trigger == f"2.1/{shown_view}" and logs_trigger == ""  # the log did not change
+    assert live.tick(shown_view, view_trigger, shown_logs, logs_trigger)[0] == view_trigger  # no new event
+    for _ in range(50):  # 50 pages at the new version share one frame and one rendering
+        assert "org/b" in live.view(TableQuery())[1]
     assert fake.reads == 2
+    fake.version, fake.lines = 3, [*fake.lines, "t2  bob: removing org/a"]
+    assert live.tick("2.1", view_trigger, shown_logs, logs_trigger)[1] != logs_trigger
 
 
-def test_tick_shows_the_stale_banner_without_a_version_change() -> None:
+def test_a_page_rendered_by_a_lagging_worker_is_fetched_again() -> None:
     fake = FakeController()
     live = LiveView(fake)  # type: ignore[arg-type]
-    seen = live.refresh("", TableQuery(), None)[5]
+    first = live.tick("", "", "", "")[0]
+    shown_by_lagging_worker = "0.1"
+    again = live.tick(shown_by_lagging_worker, first, "", "")[0]
+    assert again != first  # the trigger changes again, so the page asks for the view once more
+
+
+def test_the_stale_banner_follows_in_sync_without_a_version_change() -> None:
+    fake = FakeController()
+    live = LiveView(fake)  # type: ignore[arg-type]
+    shown = live.view(TableQuery())[3]
     fake.in_sync = False
-    banner = live.refresh(seen, TableQuery(), None)[0]
-    assert banner["visible"] is True and "stale: Redis unreachable, showing last known state" in banner["value"]
-    assert Seen.decode("garbage") == Seen("garbage", "", "")
+    assert live.tick(shown, "", "", "")[0] != ""
+    banner, _, _, shown = live.view(TableQuery())
+    assert "stale: Redis unreachable, showing last known state" in banner and shown == "1.0"
