@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,15 +40,11 @@ class WorkerProcess:
     def kill_all(self) -> None:
         """SIGKILL the worker and its work-horse (RQ puts the horse in a process group of its own)."""
         horses = self.horse_pids()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         for pid in horses:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:

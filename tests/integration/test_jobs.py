@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def _files(models_dir: Path) -> list[Path]:
-    return [p for p in models_dir.rglob("*") if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts and p.name != "CACHEDIR.TAG"]
+    return [p for p in models_dir.rglob("*")
+            if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts and p.name != "CACHEDIR.TAG"]
 
 
 def test_download_end_to_end_then_remove(hub: HubServer, start_worker, controller: Controller,
