@@ -229,6 +229,14 @@ class SessionStore:
             self._cache[token] = (now, user)
         return user
 
+    def peek(self, token: str) -> tuple[bool, User | None]:
+        """``(True, user)`` when the session is known from the last few seconds, ``(False, None)`` if Redis
+        must be asked (no I/O here, so async code can call it)."""
+        hit = self._cache.get(token)
+        if hit is not None and time.monotonic() - hit[0] < _SESSION_CACHE_S:
+            return True, hit[1]
+        return False, None
+
     def delete(self, token: str) -> None:
         """End a session (other workers forget it within a few seconds)."""
         with self._lock:
@@ -277,6 +285,15 @@ class Authenticator:
         if token and self.sessions is not None:
             return self.sessions.get(token)
         return None
+
+    def peek(self, request: HasCookiesAndHeaders) -> tuple[bool, User | None]:
+        """Like :meth:`user_for` without I/O: ``(False, None)`` when only Redis can tell."""
+        if self.header and request.headers.get(self.header, "").strip():
+            return True, self.user_for(request)
+        token = request.cookies.get(COOKIE_NAME)
+        if not token or self.sessions is None:
+            return True, None
+        return self.sessions.peek(token)
 
     def login(self, name: str, password: str) -> tuple[User, str]:
         """Check a password and open a session; returns the user and the cookie value.

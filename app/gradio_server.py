@@ -41,10 +41,12 @@ def _gradio_user(auth: Authenticator) -> Any:
     """Gradio's ``auth_dependency``: the signed-in user's name, or None (Gradio then answers 401)."""
 
     async def username(request: Request) -> str | None:
-        try:
-            user = await run_in_threadpool(auth.user_for, request)
-        except ModelDepotError:
-            return None
+        known, user = auth.peek(request)  # every tick of every page comes here: no thread, no Redis
+        if not known:
+            try:
+                user = await run_in_threadpool(auth.user_for, request)
+            except ModelDepotError:
+                return None
         return user.name if user is not None else None
 
     return username

@@ -75,6 +75,12 @@ class JobQueue:
                                      failure_ttl=24 * 3600, description=f"verify {name}")
         return job_id
 
+    def is_waiting(self, job_id: str) -> bool:
+        """True while the job sits in one of our queues (not merely marked queued by a worker that died)."""
+        with redis_errors():
+            return any(self.connection.lpos(queue.key, job_id) is not None
+                       for queue in (self.downloads, self.maintenance))
+
     def exists(self, job_id: str) -> bool:
         with redis_errors():
             return bool(Job.exists(job_id, connection=self.connection))

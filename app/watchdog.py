@@ -1,8 +1,9 @@
 """Finds downloads whose work-horse died and puts them right within seconds, not RQ's minutes.
 
 A ``downloading`` record whose heartbeat key expired is dead: it is queued again (a new job, attempt+1)
-until ``max_attempts``, then ``failed``. A ``queued`` or ``removing`` record whose RQ job vanished is
-enqueued again. One pass runs at a time across all processes (a Redis lock).
+until ``max_attempts``, then ``failed``. A ``queued`` or ``removing`` record whose RQ job is neither in a
+queue nor running (no heartbeat) — it vanished, or a worker took it and died — gets a new job. One pass
+runs at a time across all processes (a Redis lock).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-
-from rq.job import JobStatus
 
 from app.errors import ModelDepotError
 from app.jobqueue import JobQueue, new_job_id
@@ -23,8 +22,6 @@ from app.store import LogEntry, Store, Unchanged
 log = logging.getLogger(__name__)
 
 _MISSING_JOB_GRACE_S = 10.0
-_WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
-_ENDED = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
 
 class Watchdog(threading.Thread):
@@ -85,12 +82,9 @@ class Watchdog(threading.Thread):
 
     def _check_waiting(self, name: str, job_id: str) -> int:
         """A queued record whose job is gone, or was taken by a worker that died before starting it."""
-        status = self.jobs.status(job_id)
-        if status is None:
-            return self._revive(name, job_id)
-        if status not in _WAITING and not self._beating(job_id):
-            return self._revive(name, job_id)
-        return 0
+        if self.jobs.is_waiting(job_id) or self._beating(job_id):
+            return 0
+        return self._revive(name, job_id)
 
     def _beating(self, job_id: str) -> bool:
         return bool(self.store.redis.exists(self.store.keys.heartbeat(job_id)))
@@ -120,8 +114,8 @@ class Watchdog(threading.Thread):
         return 1
 
     def _check_removal(self, name: str, job_id: str) -> int:
-        status = self.jobs.status(job_id)
-        if status is not None and status not in _ENDED:
+        """A removal whose job vanished, failed, or was taken by a worker that died."""
+        if self.jobs.is_waiting(job_id) or self._beating(job_id):
             return 0
         new_job = new_job_id("rm")
 

@@ -121,8 +121,10 @@ def run(quick: bool) -> bool:
     for name in names:
         hub.add_repo(name, {"config.json": b"{}"})
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp_name, \
-                redis_server(Path(tmp_name) / "redis") as url:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp_name,
+            redis_server(Path(tmp_name) / "redis") as url,
+        ):
             apps, noops = measure(url, hub.url, Path(tmp_name), names)
     finally:
         hub.stop()
@@ -136,8 +138,10 @@ def measure(url: str, hub_url: str, tmp: Path, names: list[str]) -> tuple[list[D
     env = worker_env(url, tmp / "data", hub_url)
     connection = redis.Redis.from_url(url)
     queue = Queue(BASELINE_QUEUE, connection=connection)
-    with process([sys.executable, "-m", "app.cli", "worker"], env, tmp / "worker.log") as worker, \
-            process([sys.executable, "-c", _PLAIN_WORKER, url, BASELINE_QUEUE], env, tmp / "plain.log") as plain:
+    with (
+        process([sys.executable, "-m", "app.cli", "worker"], env, tmp / "worker.log") as worker,
+        process([sys.executable, "-c", _PLAIN_WORKER, url, BASELINE_QUEUE], env, tmp / "plain.log") as plain,
+    ):
         wait_for_idle_workers(connection, 2, proc=worker, log_path=tmp / "worker.log")
         assert plain.poll() is None, (tmp / "plain.log").read_text()
         with Controller(Settings(redis_url=url, data_dir=tmp / "data")) as controller:
@@ -164,15 +168,32 @@ def report(quick: bool, apps: list[Dispatch], noops: list[Dispatch]) -> bool:
     p50, base_p50 = percentile(app_start, 50), percentile(base_start, 50)
     met = p50 < GOAL_P50_S
     rows = [
-        Row(f"download_model -> job started (RQ started_at), {len(apps)} jobs: p50", ms(p50),
-            f"{ms(base_p50)} (plain rq.Worker, no-op, enqueue call -> started)", f"{p50 / base_p50:.2f}",
-            "< 20 ms", met),
-        Row("  same: p99", ms(percentile(app_start, 99)), ms(percentile(base_start, 99)),
-            f"{percentile(app_start, 99) / percentile(base_start, 99):.2f}"),
-        Row("RQ enqueued_at -> started_at: p50 / p99", pair(app_rq), pair(base_rq),
-            f"{percentile(app_rq, 50) / percentile(base_rq, 50):.2f} (p50)"),
-        Row("download_model call -> RQ enqueued_at: p50 / p99", pair(app_enqueue),
-            pair([d.enqueued - d.called for d in noops]), ""),
+        Row(
+            f"download_model -> job started (RQ started_at), {len(apps)} jobs: p50",
+            ms(p50),
+            f"{ms(base_p50)} (plain rq.Worker, no-op, enqueue call -> started)",
+            f"{p50 / base_p50:.2f}",
+            "< 20 ms",
+            met,
+        ),
+        Row(
+            "  same: p99",
+            ms(percentile(app_start, 99)),
+            ms(percentile(base_start, 99)),
+            f"{percentile(app_start, 99) / percentile(base_start, 99):.2f}",
+        ),
+        Row(
+            "RQ enqueued_at -> started_at: p50 / p99",
+            pair(app_rq),
+            pair(base_rq),
+            f"{percentile(app_rq, 50) / percentile(base_rq, 50):.2f} (p50)",
+        ),
+        Row(
+            "download_model call -> RQ enqueued_at: p50 / p99",
+            pair(app_enqueue),
+            pair([d.enqueued - d.called for d in noops]),
+            "",
+        ),
         Row("download_model -> record downloading (job claimed it): p50 / p99", pair(claimed), "", ""),
     ]
     print_table("bench_dispatch" + (" --quick" if quick else ""), rows)

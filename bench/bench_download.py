@@ -111,8 +111,14 @@ def cold_run(hub_url: str, scratch: Path) -> float:
     """Seconds of snapshot_download as the first call of a fresh process (imports not counted), the way a
     forked RQ work-horse meets it: no warm HTTP client, no grown heap."""
     cache_dir = scratch / f"cold-{time.monotonic_ns()}"
-    done = subprocess.run([sys.executable, "-c", _COLD, REPO, str(cache_dir), hub_url], capture_output=True,
-                          text=True, check=True, env={**os.environ}, timeout=170)
+    done = subprocess.run(
+        [sys.executable, "-c", _COLD, REPO, str(cache_dir), hub_url],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ},
+        timeout=170,
+    )
     shutil.rmtree(cache_dir)
     return float(done.stdout.strip())
 
@@ -161,9 +167,12 @@ def split(controller: Any, requested: float, ready: dict[str, Any], models_dir: 
     transferred = max(blob.stat().st_mtime for blob in blobs)
     if claimed is None or planned is None:
         return {}
-    return {"queued -> claimed": claimed - requested, "claimed -> planned (dry run)": planned - claimed,
-            "planned -> last byte on disk": transferred - planned,
-            "last byte -> ready (verify, hooks, snapshot)": ready["finished_at"] - transferred}
+    return {
+        "queued -> claimed": claimed - requested,
+        "claimed -> planned (dry run)": planned - claimed,
+        "planned -> last byte on disk": transferred - planned,
+        "last byte -> ready (verify, hooks, snapshot)": ready["finished_at"] - transferred,
+    }
 
 
 # ---- the run -------------------------------------------------------------------------------------------
@@ -183,8 +192,9 @@ def run(quick: bool) -> bool:
     return report(quick, file_size * FILES, *results)
 
 
-def measure(url: str, hub_url: str, tmp: Path, order: list[str],
-            timeout: float) -> tuple[list[AppRun], list[float], list[float], list[float]]:
+def measure(
+    url: str, hub_url: str, tmp: Path, order: list[str], timeout: float
+) -> tuple[list[AppRun], list[float], list[float], list[float]]:
     from app.controller import Controller
     from app.settings import Settings
 
@@ -216,23 +226,36 @@ def measure(url: str, hub_url: str, tmp: Path, order: list[str],
     return apps, bares, verifies, colds
 
 
-def report(quick: bool, size: int, apps: list[AppRun], bares: list[float], verifies: list[float],
-           colds: list[float]) -> bool:
+def report(
+    quick: bool, size: int, apps: list[AppRun], bares: list[float], verifies: list[float], colds: list[float]
+) -> bool:
     from bench.harness import print_table
 
     app, bare = median([a.total for a in apps]), median(bares)
     met = app / bare <= GOAL
     gib = size / (1 << 30)
     rows = [
-        Row(f"{gib:g} GiB ({FILES} x {size // FILES // MiB} MiB): download_model -> ready, median of {len(apps)}",
+        Row(
+            f"{gib:g} GiB ({FILES} x {size // FILES // MiB} MiB): download_model -> ready, median of {len(apps)}",
             f"{app:.2f} s ({size / app / MiB:.0f} MiB/s)",
             f"{bare:.2f} s ({size / bare / MiB:.0f} MiB/s), median of {len(bares)}",
-            f"{app / bare:.2f}", f"<= {GOAL}", met),
-        Row("every run, in order", ", ".join(f"{a.total:.2f}" for a in apps) + " s",
-            ", ".join(f"{b:.2f}" for b in bares) + " s", ""),
+            f"{app / bare:.2f}",
+            f"<= {GOAL}",
+            met,
+        ),
+        Row(
+            "every run, in order",
+            ", ".join(f"{a.total:.2f}" for a in apps) + " s",
+            ", ".join(f"{b:.2f}" for b in bares) + " s",
+            "",
+        ),
         Row("verify_repo_checksums alone (after the bare run)", "", f"{median(verifies):.2f} s", ""),
-        Row("bare snapshot_download as a fresh process's first call", "", f"{median(colds):.2f} s",
-            f"app / cold = {app / median(colds):.2f}"),
+        Row(
+            "bare snapshot_download as a fresh process's first call",
+            "",
+            f"{median(colds):.2f} s",
+            f"app / cold = {app / median(colds):.2f}",
+        ),
     ]
     for phase in apps[-1].phases:
         values = [a.phases[phase] for a in apps if phase in a.phases]

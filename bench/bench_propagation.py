@@ -9,11 +9,15 @@ Phases (full / ``--quick`` counts):
   1. ``add_log`` paced, 1,000 / 200 writes, one every 5 ms    -> the goal row (p99 < 5 ms)
   2. ``add_log`` back to back, 1,000 / 200 writes             -> the same under a burst
   3. ``download_model`` of distinct names, paced, 1,000 / 200 -> writes that carry a whole record
+Floor: after each paced write the writer also sends a bare ``PUBLISH`` that a bare redis-py subscriber thread in
+each reader stamps, so the machine's own latency is measured at the same moments.
+``--models N`` seeds N ready records first, so every full reload (``Listener.resync``) costs what it would
+in a deployment of that size.
 Baseline (same run, last): the naive design, a replica that re-reads the JSON snapshot file once a second. The
 writer saves the snapshot after each ``add_log`` (``snapshot.persist``); a fifth process polls the file with
 ``snapshot.load_file`` every second. A write counts as applied at the first poll that sees its version.
 
-    python bench/bench_propagation.py [--quick]
+    python bench/bench_propagation.py [--quick] [--models N]
 """
 
 from __future__ import annotations
@@ -268,83 +272,139 @@ class Cluster:
                 proc.join(5)
 
 
-def run(quick: bool) -> bool:
+def seed(url: str, models: int) -> None:
+    """Start from ``models`` ready records instead of an empty list (the replicas then hold them all)."""
+    import redis
+
+    from app.keys import Keys
+    from app.store import Store
+    from bench.bench_read_path import make_records
+
+    client = redis.Redis.from_url(url)
+    Store(client, Keys("modeldepot")).seed(1, make_records(models), [])
+    client.close()
+
+
+def run(quick: bool, models: int = 0) -> bool:
     count = 200 if quick else 1000
     with tempfile.TemporaryDirectory(prefix="bench-prop-") as tmp, redis_server(Path(tmp) / "redis") as url:
+        if models:
+            seed(url, models)
         cluster = Cluster(url, Path(tmp) / "data")
         try:
             cluster.start()
-            phases = {kind: cluster.phase(kind, count, interval)
-                      for kind, interval in (("paced", 0.005), ("burst", 0.0), ("download", 0.005))}
+            phases = {
+                kind: cluster.phase(kind, count, interval)
+                for kind, interval in (("paced", 0.005), ("burst", 0.0), ("download", 0.005))
+            }
             # last: each snapshot.persist also SETs the whole document in Redis, growing its append-only file
-            file_writes = cluster.baseline(100 if quick else 300, 2.0 if quick else 5.0)
+            # with a big state every save takes long (a whole snapshot each), so fewer of them
+            saves = 10 if models >= 1000 else 100 if quick else 300
+            file_writes = cluster.baseline(saves, 2.0 if quick else 5.0)
             stamps, seen = cluster.results()
         finally:
             cluster.close()
-    return report(quick, phases, stamps, poll_delays(file_writes, seen), len(file_writes))
+    title = "bench_propagation" + (" --quick" if quick else "") + (f" --models {models}" if models else "")
+    return report(title, phases, stamps, poll_delays(file_writes, seen), len(file_writes))
 
 
 def p50_p99(values: list[float]) -> str:
     return f"{ms(percentile(values, 50))} / {ms(percentile(values, 99))}"
 
 
-def report(quick: bool, phases: dict[str, tuple[list[Write], list[Write]]], stamps: list[Stamps],
-           naive: list[float], naive_writes: int) -> bool:
-    found = {kind: [d for s in stamps for d in delays(writes, s.applied, s.resets)]
-             for kind, (writes, _) in phases.items()}
+def report(
+    title: str,
+    phases: dict[str, tuple[list[Write], list[Write]]],
+    stamps: list[Stamps],
+    naive: list[float],
+    naive_writes: int,
+) -> bool:
+    found = {
+        kind: [d for s in stamps for d in delays(writes, s.applied, s.resets)] for kind, (writes, _) in phases.items()
+    }
     floors = [d for kind in ("paced", "download") for s in stamps for d in delays(phases[kind][1], s.floor, [])]
     naive_p50, naive_p99 = percentile(naive, 50), percentile(naive, 99)
     paced = found["paced"]
     met = percentile(paced, 99) < GOAL_P99_S
     base = f"p50 {ms(naive_p50)} / p99 {ms(naive_p99)}"
     rows = [
-        Row(f"add_log paced 5 ms, {len(phases['paced'][0])} writes x {READERS} replicas: p99",
-            ms(percentile(paced, 99)), f"p99 {ms(naive_p99)}", f"{naive_p99 / percentile(paced, 99):.0f}x faster",
-            "< 5 ms", met),
-        Row("  same: p50", ms(percentile(paced, 50)), f"p50 {ms(naive_p50)}",
-            f"{naive_p50 / percentile(paced, 50):.0f}x faster"),
+        Row(
+            f"add_log paced 5 ms, {len(phases['paced'][0])} writes x {READERS} replicas: p99",
+            ms(percentile(paced, 99)),
+            f"p99 {ms(naive_p99)}",
+            f"{naive_p99 / percentile(paced, 99):.0f}x faster",
+            "< 5 ms",
+            met,
+        ),
+        Row(
+            "  same: p50",
+            ms(percentile(paced, 50)),
+            f"p50 {ms(naive_p50)}",
+            f"{naive_p50 / percentile(paced, 50):.0f}x faster",
+        ),
     ]
     for kind, label in (("burst", "add_log back to back"), ("download", "download_model paced 5 ms")):
         values = found[kind]
-        rows.append(Row(f"{label}, {len(phases[kind][0])} writes: p50 / p99", p50_p99(values), base,
-                        f"{naive_p99 / percentile(values, 99):.0f}x faster (p99)", "< 5 ms (p99)",
-                        percentile(values, 99) < GOAL_P99_S))
+        rows.append(
+            Row(
+                f"{label}, {len(phases[kind][0])} writes: p50 / p99",
+                p50_p99(values),
+                base,
+                f"{naive_p99 / percentile(values, 99):.0f}x faster (p99)",
+                "< 5 ms (p99)",
+                percentile(values, 99) < GOAL_P99_S,
+            )
+        )
     for kind, label in (("paced", "add_log"), ("download", "download_model")):
-        rows.append(Row(f"write call itself ({label}, paced): p50 / p99",
-                        p50_p99([w.end - w.start for w in phases[kind][0]]), "", ""))
-    rows.append(Row("floor: bare PUBLISH -> bare subscriber thread, same moments: p50 / p99", p50_p99(floors),
-                    "", ""))
-    print_table("bench_propagation" + (" --quick" if quick else ""), rows,
-                notes(phases, stamps, found, naive, naive_writes))
+        rows.append(
+            Row(
+                f"write call itself ({label}, paced): p50 / p99",
+                p50_p99([w.end - w.start for w in phases[kind][0]]),
+                "",
+                "",
+            )
+        )
+    rows.append(Row("floor: bare PUBLISH -> bare subscriber thread, same moments: p50 / p99", p50_p99(floors), "", ""))
+    print_table(title, rows, notes(phases, stamps, found, naive, naive_writes))
     return met
 
 
-def notes(phases: dict[str, tuple[list[Write], list[Write]]], stamps: list[Stamps],
-          found: dict[str, list[float]], naive: list[float], naive_writes: int) -> list[str]:
-    reloads = {kind: sum(w[0].start <= t <= w[-1].end + 0.3 for s in stamps for _, t in s.resets)
-               for kind, (w, _) in phases.items()}
+def notes(
+    phases: dict[str, tuple[list[Write], list[Write]]],
+    stamps: list[Stamps],
+    found: dict[str, list[float]],
+    naive: list[float],
+    naive_writes: int,
+) -> list[str]:
+    reloads = {
+        kind: sum(w[0].start <= t <= w[-1].end + 0.3 for s in stamps for _, t in s.resets)
+        for kind, (w, _) in phases.items()
+    }
     first, last = min(w[0].start for w, _ in phases.values()), max(w[-1].end for w, _ in phases.values())
     pauses = [(gen, took) for s in stamps for gen, at, took in s.gc_pauses if first <= at <= last]
     late = {kind: sum(d > GOAL_P99_S for d in values) for kind, values in found.items()}
     return [
-        f"Baseline: {naive_writes} writes (add_log + snapshot.persist) spread over 5 s (--quick: 2 s), a poller "
+        f"Baseline: {naive_writes} writes (add_log + snapshot.persist) paced over 5 s (--quick: 2 s), a poller "
         f"reloading the file every {POLL_S:.0f} s; expected delay uniform in [0, {POLL_S:.0f} s) plus the "
         f"save, so p50 ≈ {POLL_S / 2 * 1000:.0f} ms and p99 ≈ {POLL_S * 0.99 * 1000:.0f} ms; "
         f"measured p50 {ms(percentile(naive, 50))} / p99 {ms(percentile(naive, 99))}, max {ms(max(naive))}.",
-        "Deliveries later than 5 ms / longest: " + ", ".join(
-            f"{kind} {late[kind]} of {len(v)} / {ms(max(v))}" for kind, v in found.items()) + ".",
+        "Deliveries later than 5 ms / longest: "
+        + ", ".join(f"{kind} {late[kind]} of {len(v)} / {ms(max(v))}" for kind, v in found.items())
+        + ".",
         "Full reloads (Listener.resync -> Store.read_state) in the readers: "
         + ", ".join(f"{kind} {n}" for kind, n in reloads.items())
         + f". GC pauses in the readers during the phases: {len(pauses)}, longest "
-        + (ms(max(t for _, t in pauses)) if pauses else "-") + ".",
+        + (ms(max(t for _, t in pauses)) if pauses else "-")
+        + ".",
     ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 writes per phase (< 30 s)")
+    parser.add_argument("--models", type=int, default=0, help="seed this many model records first (default 0)")
     args = parser.parse_args()
-    return 0 if run(args.quick) else 1
+    return 0 if run(args.quick, args.models) else 1
 
 
 if __name__ == "__main__":

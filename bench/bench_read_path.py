@@ -41,10 +41,23 @@ def make_records(count: int) -> dict[str, dict[str, Any]]:
     for i in range(count):
         name = name_of(i)
         record = ModelRecord(
-            name=name, repo_id=name, status=Status.READY, commit=f"{i:040x}", bytes_done=4_000_000_000 + i,
-            bytes_total=4_000_000_000 + i, files_done=12, files_total=12, size_bytes=4_000_000_000 + i,
-            requested_by="alice", requested_at=now - 3600, finished_at=now - 60, job_id=f"md-dl-{i:016x}",
-            attempt=1, allow_patterns=["*.safetensors", "*.json"], updated_at=now - 60)
+            name=name,
+            repo_id=name,
+            status=Status.READY,
+            commit=f"{i:040x}",
+            bytes_done=4_000_000_000 + i,
+            bytes_total=4_000_000_000 + i,
+            files_done=12,
+            files_total=12,
+            size_bytes=4_000_000_000 + i,
+            requested_by="alice",
+            requested_at=now - 3600,
+            finished_at=now - 60,
+            job_id=f"md-dl-{i:016x}",
+            attempt=1,
+            allow_patterns=["*.safetensors", "*.json"],
+            updated_at=now - 60,
+        )
         records[name] = record.to_dict()
     return records
 
@@ -66,8 +79,9 @@ def timed(call: Callable[[], object], into: list[float]) -> None:
     into.append(time.perf_counter() - start)
 
 
-def interleaved(replica: Callable[[], object], naive: Callable[[], object], *, rounds: int,
-                budget_s: float) -> tuple[list[float], list[float], list[float]]:
+def interleaved(
+    replica: Callable[[], object], naive: Callable[[], object], *, rounds: int, budget_s: float
+) -> tuple[list[float], list[float], list[float]]:
     """Per-call durations (s): each round is 1 naive call, 5 replica calls and 2 replica calls with the
     cyclic GC off (to show how much of a call is GC pauses). Interleaving makes both sides share whatever
     else loads the machine. Stops after ``rounds`` or ``budget_s`` (at least 5 rounds)."""
@@ -102,8 +116,11 @@ def run(quick: bool) -> bool:
             assert len(controller.fetch_models()) == MODELS
             assert naive_fetch(client, keys.models) == controller.fetch_models()
             replica, naive, no_gc = interleaved(
-                controller.fetch_models, lambda: naive_fetch(client, keys.models),
-                rounds=15 if quick else 150, budget_s=8.0 if quick else 90.0)
+                controller.fetch_models,
+                lambda: naive_fetch(client, keys.models),
+                rounds=15 if quick else 150,
+                budget_s=8.0 if quick else 90.0,
+            )
             model: list[float] = []
             for _ in range(10_000):
                 timed(lambda: controller.get_model(name_of(MODELS // 2)), model)
@@ -111,17 +128,33 @@ def run(quick: bool) -> bool:
     fig, base = median(replica), median(naive)
     met = base / fig >= GOAL
     rows = [
-        Row(f"fetch_models(), {MODELS:,} models, median of {len(replica)}", ms(fig),
-            f"{ms(base)} (HGETALL+json, median of {len(naive)})", f"{base / fig:.1f}x faster",
-            f">= {GOAL:.0f}x faster", met),
-        Row("same, p99", ms(percentile(replica, 99)), ms(percentile(naive, 99)),
-            f"{percentile(naive, 99) / percentile(replica, 99):.1f}x faster"),
-        Row("diagnostic: fetch_models() with gc disabled, median", ms(median(no_gc)), ms(base),
-            f"{base / median(no_gc):.1f}x faster"),
+        Row(
+            f"fetch_models(), {MODELS:,} models, median of {len(replica)}",
+            ms(fig),
+            f"{ms(base)} (HGETALL+json, median of {len(naive)})",
+            f"{base / fig:.1f}x faster",
+            f">= {GOAL:.0f}x faster",
+            met,
+        ),
+        Row(
+            "same, p99",
+            ms(percentile(replica, 99)),
+            ms(percentile(naive, 99)),
+            f"{percentile(naive, 99) / percentile(replica, 99):.1f}x faster",
+        ),
+        Row(
+            "diagnostic: fetch_models() with gc disabled, median",
+            ms(median(no_gc)),
+            ms(base),
+            f"{base / median(no_gc):.1f}x faster",
+        ),
         Row("get_model(one name), median", ms(median(model)), ms(base), ratio(base, median(model), digits=0)),
     ]
-    print_table("bench_read_path" + (" --quick" if quick else ""), rows,
-                [f"Seeding {MODELS:,} records with Store.seed took {seed_s:.2f} s."])
+    print_table(
+        "bench_read_path" + (" --quick" if quick else ""),
+        rows,
+        [f"Seeding {MODELS:,} records with Store.seed took {seed_s:.2f} s."],
+    )
     return met
 
 

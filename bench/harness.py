@@ -74,7 +74,9 @@ def print_table(title: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> N
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     print(f"\n### {title}\n")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"_{machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average at the end {load}_\n")
+    print(
+        f"_{machine()}; tree {revision()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average at the end {load}_\n"
+    )
     for n, line in enumerate(lines):
         print("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |")
         if n == 0:
@@ -88,6 +90,22 @@ def _met(met: bool | None) -> str:
     return "" if met is None else ("yes" if met else "**NO**")
 
 
+def revision() -> str:
+    """The commit benchmarked, ``+dirty`` when the work tree has uncommitted changes."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return done.stdout.strip()
+
+
 def machine() -> str:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -95,8 +113,7 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return (f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python {platform.python_version()}"
 
 
 # ---- servers and processes -----------------------------------------------------------------------------
@@ -115,8 +132,14 @@ def redis_server(directory: Path) -> Iterator[str]:
 
 
 def worker_env(redis_url: str, data_dir: Path, hub_url: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "MODELDEPOT_REDIS_URL": redis_url, "MODELDEPOT_DATA_DIR": str(data_dir),
-           "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "MODELDEPOT_REDIS_URL": redis_url,
+        "MODELDEPOT_DATA_DIR": str(data_dir),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     if hub_url:
         env["HF_ENDPOINT"] = hub_url
     return env
@@ -126,8 +149,9 @@ def worker_env(redis_url: str, data_dir: Path, hub_url: str | None = None) -> di
 def process(args: Sequence[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A child process whose output goes to ``log_path``; terminated (then killed) at the end."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(list(args), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            list(args), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         try:
             yield proc
         finally:
@@ -145,8 +169,14 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         proc.wait()
 
 
-def wait_for_idle_workers(connection: redis.Redis, count: int, *, timeout: float = 60.0,
-                          proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None) -> None:
+def wait_for_idle_workers(
+    connection: redis.Redis,
+    count: int,
+    *,
+    timeout: float = 60.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> None:
     """Block until ``count`` RQ workers are registered and idle (blocked on their queues)."""
     from rq import Worker
 

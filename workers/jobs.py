@@ -94,9 +94,12 @@ def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any]:
     record = ctx.store.get(name)
     if record is None or record.status is not Status.REMOVING or record.job_id != job.id:
         return {SKIPPED: f"{name} is not waiting for removal job {job.id}"}
+    settings = ctx.settings
     try:
-        _wait_for_download_to_stop(ctx, stopping_job_id)
-        freed = ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
+        with Heartbeat(job.connection, ctx.keys, job.id, interval=settings.heartbeat_interval,
+                       ttl=settings.heartbeat_ttl):
+            _wait_for_download_to_stop(ctx, stopping_job_id)
+            freed = ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
     except Exception as e:
         _fail_removal(ctx, name, job.id, e)
         raise

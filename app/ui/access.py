@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
@@ -40,6 +40,21 @@ def ui_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            raise gr.Error(user_message(e, fn.__name__), print_exception=False) from e
+
+    return wrapper
+
+
+def async_ui_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """:func:`ui_errors` for coroutines (Gradio runs them on the event loop, without a thread hop)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
         except gr.Error:
             raise
         except Exception as e:

@@ -17,7 +17,7 @@ from app.ui.access import Access, inline_errors, notice
 from app.ui.format import human_bytes, split_patterns
 from app.ui.models_table import disk_bytes
 
-NO_SELECTION = "Pick a model first: click its row in the table, or choose it in the list."
+NO_SELECTION = "Pick a model first: click its row in the table, or type its name (org/name)."
 
 
 def _selected(name: str | None) -> str:

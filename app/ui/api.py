@@ -54,7 +54,7 @@ def register_api(controller: Controller, access: Access) -> None:
 
     @ui_errors
     def download_model(model_name: str, revision: str | None = None, include: str | list[str] | None = None,
-                       exclude: str | list[str] | None = None, request: gr.Request = None) -> dict[str, Any]:  # type: ignore[assignment]
+                       exclude: str | list[str] | None = None, request: gr.Request | None = None) -> dict[str, Any]:
         """Queue a download of org/name (or org/name@revision). include/exclude: glob patterns, comma or
         newline separated, e.g. "*.safetensors, *.json". Admins only."""
         who = access.admin(request, "download models")

@@ -116,11 +116,13 @@ class LiveView:
         """New values of the two triggers (equal to the old ones when the page is up to date).
 
         A coroutine although it never waits: Gradio then runs it on the event loop instead of sending it
-        to a thread, which is most of the cost of so small a call. It only reads memory (and, once per
-        state version, builds the shared frame).
+        to a thread, which is much of the cost of so small a call. It reads memory only and never builds a
+        frame (renderings do, in threads): right after a change it compares the log with the last frame,
+        so the log follows one tick after the table at worst.
         """
-        head = self.head()
-        return trigger(head, shown_view, view_trigger), trigger(self.frame().logs_tag, shown_logs, logs_trigger)
+        frame = self._frame
+        logs_tag = frame.logs_tag if frame is not None else ""
+        return trigger(self.head(), shown_view, view_trigger), trigger(logs_tag, shown_logs, logs_trigger)
 
     # ---- renderings ----------------------------------------------------------------------------------
 

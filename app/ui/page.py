@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.ui.access import Access, ui_errors
+from app.ui.access import Access, async_ui_errors, ui_errors
 from app.ui.actions import Actions
 from app.ui.disk import DISK_CSS
 from app.ui.live import LiveView
@@ -154,12 +154,14 @@ def wire(demo: gr.Blocks, page: Page, live: LiveView, actions: Actions, access: 
     view_out = [page.banner, page.table, page.disk, page.shown_view]
     logs_out = [page.logs, page.shown_logs]
 
-    @ui_errors
-    def view(text: str | None, status: str | None, sort: str | None, number: float | None) -> tuple[str, ...]:
+    # Coroutines: CPU-bound and short (renderings are shared per state version), so running them on the
+    # event loop beats a thread hop per call.
+    @async_ui_errors
+    async def view(text: str | None, status: str | None, sort: str | None, number: float | None) -> tuple[str, ...]:
         return live.view(TableQuery.of(text, status, sort, number))
 
-    @ui_errors
-    def logs(text: str | None) -> tuple[str, str]:
+    @async_ui_errors
+    async def logs(text: str | None) -> tuple[str, str]:
         return live.logs(text)
 
     page.timer.tick(live.tick, [page.shown_view, page.view_trigger, page.shown_logs, page.logs_trigger],

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 REPOS = [f"storm/m{i:02d}" for i in range(20)]
 CLIENTS = 50
-STORM_SECONDS = 20.0
+STORM_SECONDS = float(os.environ.get("MODELDEPOT_STORM_SECONDS", "20"))  # bench/soak.py runs it longer
 TRANSIENT = {"queued", "downloading", "removing"}
 
 
@@ -70,7 +70,8 @@ def storm_stack(settings_env: Settings, hub: HubServer, start_worker, tmp_path: 
         ui.stop()
 
 
-def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer) -> None:
+@pytest.mark.timeout(STORM_SECONDS + 240)
+def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer, redis_server) -> None:
     uis, balancer = storm_stack
     results: Counter[str] = Counter()
     lock = threading.Lock()
@@ -79,10 +80,13 @@ def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer
                for i in range(CLIENTS)]
     for t in threads:
         t.start()
+    time.sleep(STORM_SECONDS / 2)
+    redis_server.restart()  # mid-storm, with append-only persistence: nothing acknowledged may be lost
     for t in threads:
         t.join(timeout=STORM_SECONDS + 60)
     assert sum(results.values()) > 500, results
-    assert not [k for k in results if not k.endswith((":200", ":500"))], results  # 500 = refused action
+    # 500 = an action refused with a message (a conflict, or Redis restarting); nothing else may happen
+    assert not [k for k in results if not k.endswith((":200", ":500"))], results
 
     truth = Controller(settings_env, listen=False)
 
@@ -90,7 +94,11 @@ def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer
         truth.replica.reset(truth.store.read_state(), force=True)
         return not any(m["status"] in TRANSIENT for m in truth.fetch_models())
 
-    wait_for(quiet, 120, "every model to reach a final status", interval=0.5)
+    try:
+        wait_for(quiet, 90, "every model to reach a final status", interval=0.5)
+    except AssertionError:
+        stuck = [(m, truth.jobs.status(m["job_id"])) for m in truth.fetch_models() if m["status"] in TRANSIENT]
+        raise AssertionError(f"still transient: {stuck}") from None
     time.sleep(3)  # let the last hooks persist and every replica apply the last events
     truth.replica.reset(truth.store.read_state(), force=True)
     redis_models = truth.fetch_models()

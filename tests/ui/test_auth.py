@@ -91,7 +91,10 @@ def test_login_and_roles(redis_client: redis.Redis, tmp_path: Path) -> None:
     with pytest.raises(PermissionDeniedError, match="Wrong user name or password"):
         auth.login("alice", "nope")
     user, token = auth.login(" alice ", "pw")
+    assert auth.peek(Req({COOKIE_NAME: token})) == (False, None)  # not seen yet: only Redis knows
     assert auth.user_for(Req({COOKIE_NAME: token})) == user
+    assert auth.peek(Req({COOKIE_NAME: token})) == (True, user)  # remembered: no I/O for the next ticks
+    assert auth.peek(Req()) == (True, None)
     assert auth.user_for(Req()) is None
     auth.logout(Req({COOKIE_NAME: token}))
     assert auth.user_for(Req({COOKIE_NAME: token})) is None
