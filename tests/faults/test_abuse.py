@@ -118,12 +118,31 @@ def test_secrets_never_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub
                     wait_status(controller, "org/gated", {"ready"})
                     wait_status(controller, "org/missing", {"failed"})
                     dumped = _dump_redis(server.client()) + json.dumps(controller.fetch_models())
+                    dumped += _web_outputs(controller)
             finally:
                 worker.terminate()
                 worker.wait(10)
         everything = dumped + log_file.read_text() + (data_dir / "controller_state.json").read_text()
         assert token not in everything
         assert password not in everything
+    finally:
+        server.stop()
+
+
+def _web_outputs(controller: Controller) -> str:
+    """/metrics, /readyz and an API error message from a real UI worker on this controller."""
+    import httpx
+
+    from tests.ui.servers import ThreadServer
+    from tests.ui.ui_worker import build_app
+
+    server = ThreadServer(build_app(controller)).start()
+    try:
+        texts = [httpx.get(server.url + path, timeout=10).text for path in ("/metrics", "/readyz")]
+        bad = httpx.post(server.url + "/gradio_api/run/download_model", json={"data": ["../x", None, None, None]},
+                         timeout=10)
+        texts.append(bad.text)
+        return "\n".join(texts)
     finally:
         server.stop()
 
@@ -144,3 +163,31 @@ def _dump_redis(client: redis.Redis) -> str:
         elif kind in ("set", "zset"):
             parts.append(repr(client.zrange(key, 0, -1) if kind == "zset" else client.smembers(key)))
     return "\n".join(parts)
+
+
+@pytest.fixture
+def api_server(settings_env: Settings):
+    from tests.ui.servers import ThreadServer
+    from tests.ui.ui_worker import build_app
+
+    controller = Controller(settings_env)
+    server = ThreadServer(build_app(controller)).start()
+    yield server, controller
+    server.stop()
+    controller.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=names, allow=st.one_of(st.none(), st.sampled_from(["../*", "/abs/*", "*.json,../../x", "\x00"])))
+def test_bad_input_through_the_http_api(api_server, data_dir: Path, name: str, allow: str | None) -> None:
+    import httpx
+
+    server, controller = api_server
+    before, queued = _listing(data_dir.parent), len(controller.jobs.downloads)
+    response = httpx.post(server.url + "/gradio_api/run/download_model", json={"data": [name, None, allow, None]},
+                          timeout=10)
+    if response.status_code != 200:
+        error = response.json().get("error") or ""
+        assert error and "Traceback" not in error and len(error) < 400
+        assert len(controller.jobs.downloads) == queued
+    assert _listing(data_dir.parent) == before
