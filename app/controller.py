@@ -100,9 +100,9 @@ class Controller:
 
     @property
     def in_sync(self) -> bool:
-        """True while the listener is connected and its replica matches the last version it saw."""
+        """True while the listener is connected and no event Redis already holds is missing here."""
         listener = self._listener
-        return bool(listener and listener.connected.is_set() and listener.redis_version <= self.version)
+        return bool(listener and listener.in_sync)
 
     @property
     def version_lag(self) -> int:
@@ -110,9 +110,11 @@ class Controller:
         return max(0, listener.redis_version - self.version) if listener else 0
 
     def fetch_models(self) -> list[dict[str, Any]]:
-        """Every model record as a plain dict, sorted by name."""
-        models = self.replica.models
-        return [dict(models[name]) for name in sorted(models)]
+        """Every model record as a plain dict, sorted by name.
+
+        The dicts are shared with the replica (that is what makes this call cheap): read them, don't change them.
+        """
+        return self.replica.sorted_models()
 
     def get_model(self, model_name: str) -> dict[str, Any]:
         """Raises: NotFoundError."""

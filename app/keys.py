@@ -49,9 +49,9 @@ class Keys:
         return f"{self.prefix}:snapshot"
 
     @property
-    def snapshot_lock(self) -> str:
-        """STRING: lock held while the snapshot is written."""
-        return f"{self.prefix}:lock:snapshot"
+    def snapshot_version(self) -> str:
+        """STRING (int): version of the snapshot in ``snapshot`` (compared without parsing the document)."""
+        return f"{self.prefix}:snapshot:version"
 
     @property
     def watchdog_lock(self) -> str:

@@ -59,13 +59,10 @@ return 1
 """
 
 _SNAPSHOT_SCRIPT = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, doc = pcall(cjson.decode, cur)
-  if ok and type(doc) == 'table' and tonumber(doc['version']) and tonumber(doc['version']) >= tonumber(ARGV[2])
-  then return 0 end
-end
+local cur = tonumber(redis.call('GET', KEYS[2]))
+if cur and cur >= tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -210,7 +207,7 @@ class Store:
     def save_snapshot(self, document: str, version: int) -> bool:
         """Store the JSON snapshot for ops unless Redis already has a newer one."""
         with redis_errors():
-            return bool(self._snapshot(keys=[self.keys.snapshot], args=[document, version]))
+            return bool(self._snapshot(keys=[self.keys.snapshot, self.keys.snapshot_version], args=[document, version]))
 
 
 def _text(value: str | bytes) -> str:

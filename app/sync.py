@@ -38,6 +38,7 @@ class Replica:
         self.models: dict[str, dict[str, Any]] = {}
         self.logs: deque[str] = deque(maxlen=log_size)
         self.synced_at = 0.0
+        self._sorted: tuple[int, list[dict[str, Any]]] = (-1, [])
         self._cond = threading.Condition()
         self._listeners: list[Callable[[], None]] = []
 
@@ -78,6 +79,15 @@ class Replica:
         if event.get("log"):
             self.logs.append(LogEntry.from_obj(event["log"]).format())
 
+    def sorted_models(self) -> list[dict[str, Any]]:
+        """Every record sorted by name, computed once per version (records are replaced, never mutated)."""
+        with self._cond:
+            version, records = self._sorted
+            if version != self.version:
+                records = [self.models[name] for name in sorted(self.models)]
+                self._sorted = (self.version, records)
+            return list(records)
+
     def wait_for(self, version: int, timeout: float) -> bool:
         """Block until this replica reached ``version``; False on timeout."""
         with self._cond:
@@ -100,9 +110,16 @@ class Listener(threading.Thread):
         self.redis_version = 0
         self._stop_event = threading.Event()
         self._last_check = 0.0
+        self._pending: int | None = None
 
     def stop(self) -> None:
         self._stop_event.set()
+
+    @property
+    def in_sync(self) -> bool:
+        """Connected, and no event that Redis already had is still missing here."""
+        pending = self._pending
+        return self.connected.is_set() and (pending is None or self.replica.version >= pending)
 
     def run(self) -> None:
         backoff = 0.1
@@ -155,10 +172,14 @@ class Listener(threading.Thread):
         if now - self._last_check < self.version_check_interval:
             return
         self._last_check = now
+        local = self.replica.version  # read before Redis: our own writes reach Redis first, then us
         self.redis_version = self.store.read_version()
-        if self.redis_version > self.replica.version:
-            self.resync()
-        elif self.redis_version < self.replica.version:
+        pending, self._pending = self._pending, None
+        if pending is not None and self.replica.version < pending:
+            self.resync()  # an event seen as on its way two seconds ago never came: it was lost
+        elif self.redis_version > self.replica.version:
+            self._pending = self.redis_version
+        elif self.redis_version < local:
             log.warning("Redis is at version %d, behind this replica (%d): it lost data; reloading",
                         self.redis_version, self.replica.version)
             if self.redis_version == 0 and self.on_empty is not None:

@@ -157,7 +157,8 @@ def _summary(records: Sequence[dict[str, Any]], matched: int, query: TableQuery,
     counts: dict[str, int] = {}
     for r in records:
         counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
-    parts = [f"{len(records)} models"] + [f"{counts[s]} {s}" for s in _STATUS_ORDER if counts.get(s)]
+    total = f"{len(records)} model" + ("" if len(records) == 1 else "s")
+    parts = [total] + [f"{counts[s]} {s}" for s in _STATUS_ORDER if counts.get(s)]
     shown = f" · showing {matched} matching" if matched != len(records) else ""
     page = f" · page {min(query.page, pages)} of {pages}" if pages > 1 else ""
     return f'<p class="md-summary">{_e(" · ".join(parts))}{shown}{page}</p>'
