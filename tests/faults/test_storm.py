@@ -84,7 +84,7 @@ def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer
     redis_server.restart()  # mid-storm, with append-only persistence: nothing acknowledged may be lost
     for t in threads:
         t.join(timeout=STORM_SECONDS + 60)
-    assert sum(results.values()) > 500, results
+    assert sum(results.values()) > CLIENTS * 3, results  # throughput depends on the machine; concurrency does not
     # 500 = an action refused with a message (a conflict, or Redis restarting); nothing else may happen
     assert not [k for k in results if not k.endswith((":200", ":500"))], results
 
