@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from app.units import human_bytes as human_bytes
+
 if TYPE_CHECKING:
     from app.status import HealthReport
 
@@ -28,16 +30,6 @@ STATUS_STYLE = {
 
 def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def human_bytes(size: float) -> str:
-    """``1234567`` -> ``'1.2 MB'`` (decimal units, as the Hub shows sizes)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 def human_duration(seconds: float | None) -> str:

@@ -36,6 +36,7 @@ from app.errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
 )
+from app.units import human_bytes
 from app.validation import parse_model_name, validate_patterns, validate_repo_id, validate_revision
 from tests.hubserver import HubServer, point_huggingface_hub_at
 from workers import cache, hub
@@ -637,13 +638,13 @@ def test_validate_patterns_rejects(patterns: Any) -> None:
 
 
 def test_human_size() -> None:
-    assert [hub.human_size(n) for n in (0, 999, 1_500, 3_050_002, 12 * 10**9, 5 * 10**15)] == [
+    assert [human_bytes(n) for n in (0, 999, 1_500, 3_050_002, 12 * 10**9, 5 * 10**15)] == [
         "0 B",
         "999 B",
         "1.5 kB",
         "3.1 MB",
         "12.0 GB",
-        "5000.0 TB",
+        "5.0 PB",
     ]
 
 

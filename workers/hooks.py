@@ -20,7 +20,7 @@ from rq.timeouts import JobTimeoutException
 from app.errors import DownloadError, JobCancelledError
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Unchanged
-from workers import hub
+from app.units import human_bytes
 from workers.context import WorkerContext
 from workers.jobs import SKIPPED
 
@@ -42,7 +42,7 @@ def on_download_success(job: Job, connection: redis.Redis, result: Any) -> None:
             "bytes_done": result["bytes_total"], "bytes_total": result["bytes_total"],
             "files_done": result["files_total"], "files_total": result["files_total"], "speed_bps": 0.0,
             "eta_s": None, "error": None, "finished_at": time.time(), "cancel_requested": False})
-        return record, LogEntry("worker", f"{name} is ready: {hub.human_size(result['size_bytes'])} at "
+        return record, LogEntry("worker", f"{name} is ready: {human_bytes(result['size_bytes'])} at "
                                           f"commit {result['commit'][:7]} in {duration:.1f}s")
 
     if ctx.store.update(name, mutate) is not None:

@@ -35,10 +35,10 @@ from huggingface_hub import HfApi, set_client_factory, snapshot_download
 from huggingface_hub.utils._http import default_client_factory
 
 from app.errors import DiskFullError, IntegrityError, NoMatchingFilesError
+from app.units import human_bytes
 from workers import cache
 from workers.hub_errors import free_bytes as free_bytes
 from workers.hub_errors import hub_errors as hub_errors
-from workers.hub_errors import human_size as human_size
 from workers.hub_errors import integrity_message, no_files_message
 from workers.transfer_watch import BlobWatcher, Runner, quiet_bar, watch
 from workers.transfer_watch import Progress as Progress
@@ -145,8 +145,8 @@ def check_free_space(plan: DownloadPlan, models_dir: Path) -> None:
     free = free_bytes(models_dir)
     if plan.bytes_needed > free:
         raise DiskFullError(
-            f"Not enough free space for {plan.repo_id}: it needs {human_size(plan.bytes_needed)} more but "
-            f"the models volume ({models_dir}) has {human_size(free)} free. Remove unused models or grow "
+            f"Not enough free space for {plan.repo_id}: it needs {human_bytes(plan.bytes_needed)} more but "
+            f"the models volume ({models_dir}) has {human_bytes(free)} free. Remove unused models or grow "
             "the volume, then retry."
         )
 

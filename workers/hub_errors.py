@@ -3,7 +3,7 @@
 Errors from huggingface_hub, httpx2 and the disk are converted where they enter, in :func:`hub_errors`, into
 :class:`~app.errors.DownloadError` subclasses whose messages say what to do next and never contain a token.
 The message builders also word the errors :mod:`workers.hub` raises itself (no file matches the patterns,
-checksums do not match); :func:`free_bytes` and :func:`human_size` serve these messages and its free-space
+checksums do not match); :func:`free_bytes` and :func:`human_bytes` serve these messages and its free-space
 check alike.
 """
 
@@ -32,6 +32,7 @@ from app.errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
 )
+from app.units import human_bytes
 from app.validation import show
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -214,7 +215,7 @@ _CONVERTERS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], 
 
 
 def _disk_full_message(where: _Where) -> str:
-    free = f" ({human_size(free_bytes(where.cache_dir))} free)" if where.cache_dir is not None else ""
+    free = f" ({human_bytes(free_bytes(where.cache_dir))} free)" if where.cache_dir is not None else ""
     return (
         f"The models volume ran out of space{free} while fetching {where.repo_id}. Remove unused models or "
         "grow the volume, then retry; files already complete are kept."
@@ -266,13 +267,3 @@ def free_bytes(path: Path) -> int:
         except FileNotFoundError:
             continue
     return 0
-
-
-def human_size(size: int) -> str:
-    """``1234567`` -> ``'1.2 MB'`` (decimal units, as the Hub shows sizes)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")

@@ -12,6 +12,7 @@ from rq.job import Job
 from app.errors import DownloadError, JobCancelledError
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Unchanged
+from app.units import human_bytes
 from workers import cache, hub
 from workers.context import WorkerContext
 from workers.heartbeat import Heartbeat
@@ -107,7 +108,7 @@ def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any]:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
         if current is None or current.job_id != job.id:
             raise Unchanged
-        return None, LogEntry("worker", f"removed {name}, freed {hub.human_size(freed)}")
+        return None, LogEntry("worker", f"removed {name}, freed {human_bytes(freed)}")
 
     ctx.store.update(name, mutate)
     ctx.persist()
