@@ -1,8 +1,9 @@
 """The Model Depot web page: :func:`build_ui` (the Gradio Blocks) and :func:`create_app` (the FastAPI app).
 
 Every event is answered outside Gradio's queue and keeps no per-session state on the server (the page sends
-what it shows, see :mod:`app.ui.live`), so any UI worker can answer any request: the page works behind a
-plain round-robin balancer. ``gradio_client`` still talks through the queue (join + event stream), which
+what it shows, see :mod:`app.ui.live`), and the page's 0.5 s poll is a bare route outside Gradio
+(:mod:`app.ui.poll`), so any UI worker can answer any request: the page works behind a plain round-robin
+balancer. ``gradio_client`` still talks through the queue (join + event stream), which
 the balancer keeps on one worker per session (``deploy/haproxy.cfg``).
 """
 
@@ -24,6 +25,7 @@ from app.ui.api import register_api
 from app.ui.live import LiveView
 from app.ui.login import LoginRedirect, add_login_routes
 from app.ui.page import layout, wire
+from app.ui.poll import version_router
 
 
 def build_ui(controller: Controller, *, auth: Authenticator | None = None) -> gr.Blocks:
@@ -41,7 +43,7 @@ def _gradio_user(auth: Authenticator) -> Any:
     """Gradio's ``auth_dependency``: the signed-in user's name, or None (Gradio then answers 401)."""
 
     async def username(request: Request) -> str | None:
-        known, user = auth.peek(request)  # every tick of every page comes here: no thread, no Redis
+        known, user = auth.peek(request)  # every event of every page comes here: no thread, no Redis
         if not known:
             try:
                 user = await run_in_threadpool(auth.user_for, request)
@@ -53,7 +55,8 @@ def _gradio_user(auth: Authenticator) -> Any:
 
 
 def mount(app: FastAPI, controller: Controller, settings: Settings | None = None) -> FastAPI:
-    """Add the sign-in routes (when auth is on) and the page at ``/`` to ``app``; returns ``app``.
+    """Add the sign-in routes (when auth is on), the poll's ``/api/state-version`` and the page at ``/`` to
+    ``app``; returns ``app``.
 
     The page is mounted at ``/`` and so catches every path: add other routes (``/metrics``,
     ``/healthz``...) to ``app`` *before* calling this.
@@ -66,6 +69,7 @@ def mount(app: FastAPI, controller: Controller, settings: Settings | None = None
     if auth is not None:
         add_login_routes(app, auth, session_ttl=settings.session_ttl)
         app.add_middleware(LoginRedirect, auth=auth)
+    app.include_router(version_router(controller))
     blocks = build_ui(controller, auth=auth)
     mounted: FastAPI = gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=_gradio_user(auth) if auth else None, run_history=False,

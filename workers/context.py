@@ -5,20 +5,41 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
 
 from app import snapshot
-from app.errors import ModelDepotError
+from app.errors import ModelDepotError, StateUnavailableError
 from app.keys import Keys
 from app.records import Status
 from app.settings import Settings, get_settings
-from app.store import Store
+from app.store import Mutation, Store
 from workers import cache
 
 log = logging.getLogger(__name__)
+
+_REDIS_PATIENCE_S = 30.0
+T = TypeVar("T")
+
+
+def _retrying(call: Callable[[], T]) -> T:
+    """Run ``call``, retrying while Redis is unreachable, for up to ``_REDIS_PATIENCE_S`` seconds."""
+    deadline = time.monotonic() + _REDIS_PATIENCE_S
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except StateUnavailableError:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unreachable; retrying in %.1fs", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 @dataclass
@@ -37,10 +58,14 @@ class WorkerContext:
                       sender=f"worker:{socket.gethostname()}:{os.getpid()}")
         return cls(settings, keys, store, settings.resolved_models_dir, settings.resolved_state_file)
 
+    def update(self, name: str, mutate: Mutation, *, kind: str = "model") -> dict[str, Any] | None:
+        """``Store.update``, waiting out a Redis restart: an ending must reach the state, not be dropped."""
+        return _retrying(lambda: self.store.update(name, mutate, kind=kind))
+
     def persist(self) -> None:
         """Snapshot to controller_state.json and Redis; a failure is logged, never fatal to the job."""
         try:
-            snapshot.persist(self.store, self.state_file)
+            _retrying(lambda: snapshot.persist(self.store, self.state_file))
         except ModelDepotError:
             log.exception("could not persist the snapshot")
 

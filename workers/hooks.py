@@ -45,7 +45,7 @@ def on_download_success(job: Job, connection: redis.Redis, result: Any) -> None:
         return record, LogEntry("worker", f"{name} is ready: {human_bytes(result['size_bytes'])} at "
                                           f"commit {result['commit'][:7]} in {duration:.1f}s")
 
-    if ctx.store.update(name, mutate) is not None:
+    if ctx.update(name, mutate) is not None:
         ctx.count("downloads_succeeded")
         ctx.count("bytes_downloaded", int(result.get("bytes_needed", 0)))
         ctx.record_duration(duration)
@@ -81,7 +81,7 @@ def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: s
         what = f"download of {name} failed: {reason}" if reason else f"cancelled download of {name}"
         return record, LogEntry("worker", what, level="error" if reason else "info")
 
-    if ctx.store.update(name, mutate) is None:
+    if ctx.update(name, mutate) is None:
         return False
     ctx.count("downloads_failed" if status is Status.FAILED else "downloads_cancelled")
     record = ended[0]

@@ -71,7 +71,7 @@ def _claim(ctx: WorkerContext, name: str, job_id: str) -> ModelRecord | None:
         attempt = f" (attempt {current.attempt})" if current.attempt > 1 else ""
         return record, LogEntry("worker", f"started downloading {name}{attempt}")
 
-    ctx.store.update(name, mutate)
+    ctx.update(name, mutate)
     if claimed:
         ctx.count("downloads_started")
     return claimed[0] if claimed else None
@@ -85,7 +85,7 @@ def _record_plan(ctx: WorkerContext, name: str, job_id: str, plan: hub.DownloadP
             "commit": plan.commit, "bytes_total": plan.bytes_total, "files_total": plan.files_total,
             "bytes_done": plan.bytes_total - plan.bytes_needed}), None
 
-    ctx.store.update(name, mutate, kind="progress")
+    ctx.update(name, mutate, kind="progress")
 
 
 def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any]:
@@ -110,7 +110,7 @@ def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any]:
             raise Unchanged
         return None, LogEntry("worker", f"removed {name}, freed {human_bytes(freed)}")
 
-    ctx.store.update(name, mutate)
+    ctx.update(name, mutate)
     ctx.persist()
     return {"freed_bytes": freed}
 
@@ -132,7 +132,7 @@ def _fail_removal(ctx: WorkerContext, name: str, job_id: str, error: Exception) 
         return current.model_copy(update={"status": Status.FAILED, "error": reason}), LogEntry(
             "worker", f"could not remove {name}: {error}", level="error")
 
-    ctx.store.update(name, mutate)
+    ctx.update(name, mutate)
     ctx.persist()
 
 
@@ -166,5 +166,5 @@ def _mark_corrupt(ctx: WorkerContext, name: str, commit: str, reason: str) -> No
         return current.model_copy(update={"status": Status.FAILED, "error": reason}), LogEntry(
             "worker", f"verification of {name} failed: {reason}", level="error")
 
-    ctx.store.update(name, mutate)
+    ctx.update(name, mutate)
     ctx.persist()

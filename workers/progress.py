@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from typing import Protocol
 
-from app.errors import JobCancelledError
+from app.errors import JobCancelledError, StateUnavailableError
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Store, Unchanged
+
+log = logging.getLogger(__name__)
 
 _WINDOW_S = 3.0
 
@@ -70,7 +73,11 @@ class ProgressReporter:
                 "files_done": progress.files_done, "files_total": progress.files_total,
                 "speed_bps": round(speed, 1), "eta_s": None if eta is None else round(eta, 1)}), None
 
-        self.store.update(self.name, mutate, kind="progress")
+        try:
+            self.store.update(self.name, mutate, kind="progress")
+        except StateUnavailableError:
+            log.warning("progress of %s not published: Redis unreachable", self.name)
+            return  # a progress tick is not worth failing a healthy download for
         self.writes += 1
         if self.cancel_requested:  # raising here stops the download within one chunk
             raise JobCancelledError(f"download of {self.name} cancelled")

@@ -68,4 +68,4 @@ def _mark_vanished(ctx: WorkerContext, name: str, commit: str) -> int:
         return current.model_copy(update={"status": Status.FAILED, "error": reason, "size_bytes": 0}), LogEntry(
             "worker", f"{name} was ready but {reason}", level="warning")
 
-    return 1 if ctx.store.update(name, mutate) is not None else 0
+    return 1 if ctx.update(name, mutate) is not None else 0

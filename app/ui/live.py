@@ -1,18 +1,17 @@
 """Live updates: what each open page shows, recomputed only when the shared state changed.
 
-Every page runs a 0.5 s timer. Its tick reads this process's replica only (``controller.version`` and
-``in_sync``: no Redis call) and compares it with what the page says it shows. The page keeps that in hidden
-textboxes sent with each tick, not in a ``gr.State`` held by one worker, so any UI worker can answer any
-tick and the page works behind a plain round-robin balancer.
+Every page polls ``GET /api/state-version`` every 0.5 s from the browser (:mod:`app.ui.poll`): a bare route
+that reads this process's replica only. When the answer differs from the head the page shows, the page runs
+one Gradio event, :meth:`LiveView.sync`: the new view (banner, table, disk panel, and the head it shows)
+plus a "trigger" string for the log, which changes only when the log differs from what the page shows; its
+``change`` event then asks for the new log. A progress update therefore costs one rendering request per
+page, a new log line two. What the page shows lives in hidden textboxes sent with each event, not in a
+``gr.State`` held by one worker, so any UI worker can answer any request behind a plain round-robin
+balancer. No event returns ``gr.update``/``gr.skip``: Gradio rebuilds a component for each one (~2.5 ms
+of CPU), while echoing a string costs well under 1 ms.
 
-A tick outputs only two small "trigger" strings. When they are unchanged the browser does nothing more;
-when one changes, its ``change`` event asks for the new view (models table, banner, disk) or the new log.
-That keeps the idle tick to one cheap request: Gradio rebuilds a component for every ``gr.update``/
-``gr.skip`` it returns, so a tick that skipped six outputs cost ~15 ms of CPU, one that echoes a string
-well under 1 ms.
-
-Each rendering also writes what it showed (``shown``): a page that was answered by a worker whose replica
-lagged behind is compared with the newer state at the next tick and fetched again.
+A log rendering first waits (at most :data:`CATCH_UP_S`) for this replica to reach the version the page's
+view shows, so a log fetched from a worker that lags by a few milliseconds is not older than the table.
 
 The expensive parts are computed once per state version and shared by all pages (:class:`Frame`,
 :class:`RenderCache`), so 200 open pages cost one rendering per change, not 200.
@@ -20,7 +19,9 @@ The expensive parts are computed once per state version and shared by all pages 
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -30,10 +31,13 @@ from app.controller import Controller
 from app.ui.disk import read_usage, render_disk
 from app.ui.logs import log_tag, render_logs
 from app.ui.models_table import TableQuery, render_table
+from app.ui.poll import head
 
 K = TypeVar("K", bound=Hashable)
 
 STALE_TEXT = "stale: Redis unreachable, showing last known state"
+CATCH_UP_S = 1.0
+"""How long a log rendering waits for this replica to reach the version the page shows."""
 
 
 class RenderCache(Generic[K]):
@@ -76,6 +80,12 @@ def trigger(current: str, shown: str | None, previous: str | None) -> str:
     return f"{current}/{shown or ''}"
 
 
+def version_of(shown_view: str | None) -> int:
+    """The version part of a head (``"12.1"`` -> 12); 0 when the page shows nothing yet."""
+    number, _, _ = (shown_view or "").partition(".")
+    return int(number) if number.isdigit() else 0
+
+
 class LiveView:
     """Computes a page's view from the controller's replica."""
 
@@ -88,7 +98,7 @@ class LiveView:
 
     def head(self) -> str:
         """Cheap: the replica's version and whether it is in sync."""
-        return f"{self.controller.version}.{int(self.controller.in_sync)}"
+        return head(self.controller.version, self.controller.in_sync)
 
     def frame(self) -> Frame:
         """The frame of the current version (built by the first caller after a change)."""
@@ -109,20 +119,18 @@ class LiveView:
         disk_html = render_disk(read_usage(self.controller), records)
         return Frame(version, records, logs, log_tag(logs), disk_html)
 
-    # ---- the tick ----------------------------------------------------------------------------------
+    async def caught_up(self, shown_view: str | None, *, timeout: float = CATCH_UP_S) -> bool:
+        """Wait until this replica is at least at the version of ``shown_view`` (a head); whether it got there.
 
-    async def tick(self, shown_view: str | None, view_trigger: str | None, shown_logs: str | None,
-                   logs_trigger: str | None) -> tuple[str, str]:
-        """New values of the two triggers (equal to the old ones when the page is up to date).
-
-        A coroutine although it never waits: Gradio then runs it on the event loop instead of sending it
-        to a thread, which is much of the cost of so small a call. It reads memory only and never builds a
-        frame (renderings do, in threads): right after a change it compares the log with the last frame,
-        so the log follows one tick after the table at worst.
+        A replica that is not in sync does not wait: it will not catch up within a page's patience.
         """
-        frame = self._frame
-        logs_tag = frame.logs_tag if frame is not None else ""
-        return trigger(self.head(), shown_view, view_trigger), trigger(logs_tag, shown_logs, logs_trigger)
+        wanted = version_of(shown_view)
+        deadline = time.monotonic() + timeout
+        while self.controller.version < wanted and self.controller.in_sync:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return self.controller.version >= wanted
 
     # ---- renderings ----------------------------------------------------------------------------------
 
@@ -140,6 +148,11 @@ class LiveView:
         head = self.head()  # before the data, like the frame's version
         frame = self.frame()
         return self.banner(), self.table(query), frame.disk_html, head
+
+    def sync(self, query: TableQuery, shown_logs: str | None, logs_trigger: str | None) -> tuple[str, ...]:
+        """:meth:`view`, and the new log trigger (unchanged when the page shows the current log)."""
+        view = self.view(query)
+        return (*view, trigger(self.frame().logs_tag, shown_logs, logs_trigger))
 
     def logs(self, text: str | None) -> tuple[str, str]:
         """The log panel, and the log tag it shows."""

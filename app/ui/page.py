@@ -17,8 +17,8 @@ from app.ui.disk import DISK_CSS
 from app.ui.live import LiveView
 from app.ui.logs import LOGS_CSS
 from app.ui.models_table import EXAMPLE_MODEL, ROW_CLICK_JS, SORTS, STATUS_FILTERS, TABLE_CSS, TableQuery
+from app.ui.poll import POLL_JS, SHOWN_VIEW_ID, SYNC_ID
 
-TICK_SECONDS = 0.5
 QUICK: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 """Options of every page event: outside the queue (any worker answers), quiet, not part of the API."""
 RAW: dict[str, Any] = {**QUICK, "preprocess": False, "postprocess": False}
@@ -65,10 +65,9 @@ class Page:
     logs: gr.HTML
     disk: gr.HTML
     shown_view: gr.Textbox
-    view_trigger: gr.Textbox
     shown_logs: gr.Textbox
     logs_trigger: gr.Textbox
-    timer: gr.Timer
+    sync: gr.Button
 
     @property
     def query(self) -> list[Any]:
@@ -81,6 +80,13 @@ class Page:
 
 def _hidden() -> gr.Textbox:
     return gr.Textbox(visible=False)
+
+
+def _poll_targets() -> tuple[gr.Textbox, gr.Textbox, gr.Textbox, gr.Button]:
+    """shown_view, shown_logs, logs_trigger, sync. The poll's script reads the first and clicks the last, so
+    both are in the page's DOM but not on screen."""
+    shown_view = gr.Textbox(visible="hidden", elem_id=SHOWN_VIEW_ID)
+    return shown_view, _hidden(), _hidden(), gr.Button(visible="hidden", elem_id=SYNC_ID)
 
 
 def _header() -> tuple[gr.Markdown, gr.HTML]:
@@ -142,8 +148,7 @@ def layout() -> Page:
             disk = gr.HTML("", elem_id="md-disk", css_template=DISK_CSS, js_on_load=None)
     return Page(user_box, banner, repo, revision, include, exclude, download, status, name_filter,
                 status_filter, sort, page, table, selected, cancel, retry, remove, refresh, confirm, question,
-                confirm_yes, confirm_no, pending, log_filter, logs, disk, _hidden(), _hidden(), _hidden(),
-                _hidden(), gr.Timer(TICK_SECONDS))
+                confirm_yes, confirm_no, pending, log_filter, logs, disk, *_poll_targets())
 
 
 # ---- events --------------------------------------------------------------------------------------------
@@ -161,17 +166,22 @@ def wire(demo: gr.Blocks, page: Page, live: LiveView, actions: Actions, access: 
         return live.view(TableQuery.of(text, status, sort, number))
 
     @async_ui_errors
-    async def logs(text: str | None) -> tuple[str, str]:
+    async def sync(text: str | None, status: str | None, sort: str | None, number: float | None,
+                   shown_logs: str | None, logs_trigger: str | None) -> tuple[str, ...]:
+        return live.sync(TableQuery.of(text, status, sort, number), shown_logs, logs_trigger)
+
+    @async_ui_errors
+    async def logs(text: str | None, shown_view: str | None) -> tuple[str, str]:
+        await live.caught_up(shown_view)
         return live.logs(text)
 
-    page.timer.tick(live.tick, [page.shown_view, page.view_trigger, page.shown_logs, page.logs_trigger],
-                    [page.view_trigger, page.logs_trigger], **RAW)
-    page.view_trigger.change(view, page.query, view_out, **RAW)
-    page.logs_trigger.change(logs, page.log_filter, logs_out, **RAW)
+    page.sync.click(sync, [*page.query, page.shown_logs, page.logs_trigger], [*view_out, page.logs_trigger], **RAW)
+    page.logs_trigger.change(logs, [page.log_filter, page.shown_view], logs_out, **RAW)
     for control in page.query:
         control.change(view, page.query, view_out, trigger_mode="always_last", **RAW)
-    page.log_filter.change(logs, page.log_filter, logs_out, trigger_mode="always_last", **RAW)
-    page.refresh.click(view, page.query, view_out, **RAW).then(logs, page.log_filter, logs_out, **RAW)
+    page.log_filter.change(logs, [page.log_filter, page.shown_view], logs_out, trigger_mode="always_last", **RAW)
+    page.refresh.click(view, page.query, view_out, **RAW).then(logs, [page.log_filter, page.shown_view], logs_out,
+                                                                 **RAW)
     page.table.click(_picked, None, page.selected, **QUICK)
     _wire_load(demo, page, live, access, view_out + logs_out)
     _wire_actions(page, actions, lambda event: event.then(view, page.query, view_out, **RAW))
@@ -195,6 +205,7 @@ def _wire_load(demo: gr.Blocks, page: Page, live: LiveView, access: Access, outp
                 *(allowed for _ in page.writes))
 
     demo.load(on_load, [*page.query, page.log_filter], [*outputs, page.user_box, *page.writes], **QUICK)
+    demo.load(None, js=POLL_JS)
 
 
 def _wire_actions(page: Page, actions: Actions, then_refresh: Any) -> None:

@@ -1,8 +1,11 @@
-"""The page's pure parts: table, progress, logs, disk panel, formatting, and the skip-when-unchanged tick."""
+"""The page's pure parts: table, progress, logs, disk panel, formatting, the version route and the sync."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ from app.ui.format import human_bytes, human_duration, split_patterns
 from app.ui.live import LiveView
 from app.ui.logs import log_tag, render_logs
 from app.ui.models_table import PAGE_SIZE, TableQuery, progress_html, render_table, select
+from app.ui.poll import head, version_router
 
 
 def record(name: str, status: str = "ready", **kw: Any) -> dict[str, Any]:
@@ -115,45 +119,43 @@ class FakeController:
         return list(self.lines)
 
 
-def _tick(live: LiveView, *args: str) -> tuple[str, str]:
-    """Run the tick coroutine by hand: it must finish without awaiting anything (no I/O on the loop)."""
-    coroutine = live.tick(*args)
+def run_now(coroutine: Any) -> Any:
+    """Run a coroutine by hand: it must finish without awaiting anything (no I/O on the event loop)."""
     try:
         coroutine.send(None)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
     coroutine.close()
-    raise AssertionError("the tick awaited something")
+    raise AssertionError("the coroutine awaited something")
 
 
-def test_triggers_change_only_when_the_page_is_behind() -> None:
+def test_the_version_route_reads_memory_only() -> None:
+    fake = FakeController()
+    endpoint = version_router(fake).routes[0].endpoint  # type: ignore[arg-type, attr-defined]
+    assert json.loads(run_now(endpoint()).body) == {"version": 1, "in_sync": True}
+    fake.version, fake.in_sync = 7, False
+    assert json.loads(run_now(endpoint()).body) == {"version": 7, "in_sync": False}
+    assert fake.reads == 0 and head(7, False) == "7.0"
+
+
+def test_the_log_trigger_changes_only_when_the_log_did() -> None:
     fake = FakeController()
     live = LiveView(fake)  # type: ignore[arg-type]
     banner, table, _, shown_view = live.view(TableQuery())
     logs_html, shown_logs = live.logs(None)
-    assert banner == "" and "org/a" in table and "queued download" in logs_html
-    view_trigger, logs_trigger = _tick(live, shown_view, "", shown_logs, "")
-    assert (view_trigger, logs_trigger) == ("", "")  # up to date: nothing changes, no render follows
+    assert banner == "" and "org/a" in table and "queued download" in logs_html and shown_view == "1.1"
+    assert live.sync(TableQuery(), shown_logs, "")[3:] == ("1.1", "")  # the log is current: no log request
     fake.version, fake.models = 2, [*fake.models, record("org/b", "downloading")]
-    view_trigger, logs_trigger = _tick(live, shown_view, view_trigger, shown_logs, logs_trigger)
-    assert view_trigger == f"2.1/{shown_view}" and logs_trigger == ""  # the log did not change
-    assert _tick(live, shown_view, view_trigger, shown_logs, logs_trigger)[0] == view_trigger  # no new event
-    for _ in range(50):  # 50 pages at the new version share one frame and one rendering
-        assert "org/b" in live.view(TableQuery())[1]
+    for _ in range(50):  # 50 pages syncing to the new version share one frame and one rendering
+        _, table, _, shown_view, logs_trigger = live.sync(TableQuery(), shown_logs, "")
+        assert "org/b" in table and shown_view == "2.1" and logs_trigger == ""
     assert fake.reads == 2
     fake.version, fake.lines = 3, [*fake.lines, "t2  bob: removing org/a"]
-    assert _tick(live, "2.1", view_trigger, shown_logs, logs_trigger)[1] == logs_trigger  # no frame built yet
-    live.view(TableQuery())  # what the view's rendering does after the view trigger fired
-    assert _tick(live, "3.1", view_trigger, shown_logs, logs_trigger)[1] != logs_trigger
-
-
-def test_a_page_rendered_by_a_lagging_worker_is_fetched_again() -> None:
-    fake = FakeController()
-    live = LiveView(fake)  # type: ignore[arg-type]
-    first = _tick(live, "", "", "", "")[0]
-    shown_by_lagging_worker = "0.1"
-    again = _tick(live, shown_by_lagging_worker, first, "", "")[0]
-    assert again != first  # the trigger changes again, so the page asks for the view once more
+    logs_trigger = live.sync(TableQuery(), shown_logs, "")[4]
+    assert logs_trigger not in ("", shown_logs)  # changed: the page's change event fetches the log
+    assert live.sync(TableQuery(), shown_logs, logs_trigger)[4] == logs_trigger  # asked again: no second event
+    new_logs, new_shown = live.logs(None)
+    assert "removing org/a" in new_logs and live.sync(TableQuery(), new_shown, logs_trigger)[4] == logs_trigger
 
 
 def test_the_stale_banner_follows_in_sync_without_a_version_change() -> None:
@@ -161,6 +163,31 @@ def test_the_stale_banner_follows_in_sync_without_a_version_change() -> None:
     live = LiveView(fake)  # type: ignore[arg-type]
     shown = live.view(TableQuery())[3]
     fake.in_sync = False
-    assert _tick(live, shown, "", "", "")[0] != ""
+    assert head(fake.version, fake.in_sync) != shown  # what the page's poll compares
     banner, _, _, shown = live.view(TableQuery())
     assert "stale: Redis unreachable, showing last known state" in banner and shown == "1.0"
+
+
+def test_a_log_rendering_waits_for_the_version_the_page_shows() -> None:
+    fake = FakeController()
+    live = LiveView(fake)  # type: ignore[arg-type]
+
+    async def lagging_then_caught_up() -> tuple[bool, bool, bool]:
+        async def catch_up() -> None:
+            await asyncio.sleep(0.03)
+            fake.version = 3
+
+        task = asyncio.create_task(catch_up())
+        waited = await live.caught_up("3.1")
+        await task
+        fake.in_sync = False
+        not_in_sync = await live.caught_up("9.1", timeout=5)  # returns at once: it would not catch up
+        fake.in_sync = True
+        timed_out = await live.caught_up("9.1", timeout=0.02)
+        return waited, not_in_sync, timed_out
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own: the browser tests leave one running here
+        assert thread.submit(asyncio.run, lagging_then_caught_up()).result() == (True, False, False)
+    assert time.monotonic() - started < 2
+    assert run_now(live.caught_up("")) is True and run_now(live.caught_up("2.1")) is True  # no wait when current
