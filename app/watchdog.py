@@ -49,7 +49,8 @@ class Watchdog(threading.Thread):
 
     def run_once(self) -> int:
         """One pass over every record; returns how many it fixed."""
-        lock = self.store.redis.lock(self.store.keys.watchdog_lock, timeout=30, blocking=False)
+        # short: a pass cut off by a Redis restart leaves the lock behind until it expires
+        lock = self.store.redis.lock(self.store.keys.watchdog_lock, timeout=10, blocking=False)
         if not lock.acquire(blocking=False):
             return 0
         try:

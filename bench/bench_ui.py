@@ -133,6 +133,7 @@ class Phase:
     floor: Samples
     seconds: float
     cpu: float = 0.0
+    client_cpu: float = 0.0  # this process, the load generator
 
     def rate(self) -> float:
         return len(self.periods.latencies) / self.seconds
@@ -286,7 +287,7 @@ async def run_pages(port: int, events: Events, seconds: float, *, naive: bool = 
     try:
         await asyncio.gather(*(p.load(events, loads, after=p.n / (LOADS_PER_S * workers)) for p in opened))
         phase = Phase(loads, Samples(), Samples(), Samples(), seconds)
-        cpu_before = cpu_seconds(watch)
+        cpu_before, client_before = cpu_seconds(watch), time.process_time()
         until = time.monotonic() + seconds
         tasks = [p.run(events, until, phase.periods, naive=naive, paced=paced) for p in opened]
         if api:
@@ -296,6 +297,7 @@ async def run_pages(port: int, events: Events, seconds: float, *, naive: bool = 
             tasks += [caller(port, "/healthz", "GET", b"", until, phase.floor) for _ in range(API_CALLERS)]
         await asyncio.gather(*tasks)
         phase.cpu = cpu_seconds(watch) - cpu_before
+        phase.client_cpu = time.process_time() - client_before
         return phase
     finally:
         await asyncio.gather(*(p.conn.close() for p in opened))
@@ -513,6 +515,8 @@ def scale_rows(workers: list[Any], tmp: Path, fn: Events, phase: float, notes: l
             f"{direct.rate():.0f}/s (1 worker, direct)", f"{scale:.2f}x", f">= {GOAL_SCALE}x", scale >= GOAL_SCALE),
         Row("  CPU used per poll: workers + HAProxy / 1 worker",
             f"{closed.cpu / len(closed.periods.latencies) * 1e6:.0f} µs", f"{per_poll * 1e6:.0f} µs", ""),
+        Row("  load generator CPU: via HAProxy / direct", f"{closed.client_cpu / phase:.0%} of a core",
+            f"{direct.client_cpu / phase:.0%} of a core", ""),
     ]
 
 

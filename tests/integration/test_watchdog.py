@@ -1,0 +1,51 @@
+"""The watchdog on a real Redis: dead jobs are re-queued, and the watchdog itself survives Redis restarts."""
+
+from __future__ import annotations
+
+import time
+
+from app.controller import Controller
+from app.jobqueue import JobQueue
+from app.records import ModelRecord, Status
+from app.settings import Settings
+from app.watchdog import Watchdog
+from tests.integration.stack import wait_for
+from tests.redis_server import RedisServer
+
+
+def _dead_download(controller: Controller, name: str, attempt: int = 1) -> None:
+    record = ModelRecord(name=name, repo_id=name, status=Status.DOWNLOADING, job_id=f"md-dl-dead-{name[-1]}",
+                         attempt=attempt)
+    controller.store.force(name, record, None)
+    raw = controller.redis.hget(controller.keys.models, name)
+    stale = ModelRecord.from_json(raw).model_copy(update={"updated_at": time.time() - 60})
+    controller.redis.hset(controller.keys.models, name, stale.to_json())
+
+
+def test_dead_download_is_requeued_then_failed(settings_env: Settings) -> None:
+    controller = Controller(settings_env, listen=False)
+    dog = Watchdog(controller.store, JobQueue(controller.redis, controller.keys), settings_env)
+    _dead_download(controller, "org/a")
+    assert dog.run_once() == 1
+    record = controller.store.get("org/a")
+    assert record.status is Status.QUEUED and record.attempt == 2
+    assert controller.jobs.is_waiting(record.job_id)
+    _dead_download(controller, "org/b", attempt=settings_env.max_attempts)
+    dog.run_once()
+    failed = controller.store.get("org/b")
+    assert failed.status is Status.FAILED and "died" in failed.error
+
+
+def test_watchdog_thread_survives_a_redis_restart(redis_server: RedisServer, settings_env: Settings) -> None:
+    controller = Controller(settings_env, listen=False)
+    dog = Watchdog(controller.store, JobQueue(controller.redis, controller.keys), settings_env, interval=0.1)
+    dog.start()
+    try:
+        time.sleep(0.3)
+        redis_server.restart()
+        time.sleep(0.5)
+        _dead_download(controller, "org/c")
+        wait_for(lambda: controller.store.get("org/c").status is Status.QUEUED, 10, "the watchdog to act")
+        assert dog.is_alive()
+    finally:
+        dog.stop()
