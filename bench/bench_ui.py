@@ -452,13 +452,13 @@ def busy_rows(port: int, url: str, fn: Events, phase: float, idle: Phase, pid: i
     notes.append(f"Busy: {busy.periods.full} of {len(busy.periods.latencies)} periods refreshed the view; "
                  f"errors {busy.periods.errors}.")
     periods = busy.periods
+    busy_p99 = percentile(periods.latencies, 99)
     return [
         Row("timer p50, a download progressing 4x/s (poll + refresh)", ms(median(periods.latencies)),
             f"{ms(median(idle.periods.latencies))} (idle)",
             ratio(median(periods.latencies), median(idle.periods.latencies))),
-        Row("timer p99, same", ms(percentile(periods.latencies, 99)),
-            f"{ms(percentile(idle.periods.latencies, 99))} (idle)",
-            ratio(percentile(periods.latencies, 99), percentile(idle.periods.latencies, 99))),
+        Row("timer p99, same", ms(busy_p99), f"{ms(percentile(idle.periods.latencies, 99))} (idle)",
+            ratio(busy_p99, percentile(idle.periods.latencies, 99)), GOAL_TEXT, busy_p99 < GOAL_P99_S),
         Row("  of which the poll: p50 / p99", p50_p99(periods.polls), f"{p50_p99(idle.periods.polls)} (idle)", ""),
         Row("  of which the refresh (sync event): p50 / p99", p50_p99(periods.refreshes), "", ""),
         Row("UI worker CPU, same", busy.cpu_share(), f"{idle.cpu_share()} (idle)", ""),
@@ -497,12 +497,14 @@ def scale_rows(workers: list[Any], tmp: Path, fn: Events, phase: float, notes: l
     finally:
         balancer.stop()
     scale = closed.rate() / direct.rate()
+    ceiling = (os.cpu_count() or 1) * len(closed.periods.latencies) / (closed.cpu + closed.client_cpu)
     p99 = percentile(spread.periods.latencies, 99)
     per_poll, per_healthz = direct.cpu / len(direct.periods.latencies), floor.cpu / len(floor.periods.latencies)
     notes.append(f"Scale-out: errors {direct.periods.errors + spread.periods.errors + closed.periods.errors}; "
                  f"{os.cpu_count()} cores shared by the load generator, HAProxy and the UI workers. CPU per "
                  "request is the worker's (or, via HAProxy, the workers' and HAProxy's) user + system time "
-                 "during the phase divided by the requests answered.")
+                 "during the phase divided by the requests answered. The ceiling is the rate at which the polls "
+                 "through HAProxy would use every core of this machine.")
     return [
         Row(f"timer p50, {len(workers)} workers via HAProxy, {PAGES * len(workers)} pages ({PAGES} per worker)",
             ms(median(spread.periods.latencies)), f"{ms(median(alone.periods.latencies))} (1 worker, {PAGES} "
@@ -517,6 +519,8 @@ def scale_rows(workers: list[Any], tmp: Path, fn: Events, phase: float, notes: l
             f"{closed.cpu / len(closed.periods.latencies) * 1e6:.0f} µs", f"{per_poll * 1e6:.0f} µs", ""),
         Row("  load generator CPU: via HAProxy / direct", f"{closed.client_cpu / phase:.0%} of a core",
             f"{direct.client_cpu / phase:.0%} of a core", ""),
+        Row("  ceiling here: all cores / CPU per poll (workers + HAProxy + load generator)", f"{ceiling:.0f}/s",
+            f"{direct.rate():.0f}/s (1 worker, direct)", ratio(ceiling, direct.rate())),
     ]
 
 
