@@ -63,7 +63,10 @@ def on_download_failure(job: Job, connection: redis.Redis, exc_type: type[BaseEx
 
 
 def on_download_stopped(job: Job, connection: redis.Redis) -> None:
-    finish(WorkerContext.for_connection(connection), str(job.args[0]), job.id, Status.CANCELLED, None)
+    ctx = WorkerContext.for_connection(connection)
+    # The killed horse never ran its heartbeat's cleanup; a removal waiting for it need not wait out the TTL.
+    connection.delete(ctx.keys.heartbeat(job.id))
+    finish(ctx, str(job.args[0]), job.id, Status.CANCELLED, None)
 
 
 def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: str | None) -> bool:
