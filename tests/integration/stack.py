@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from app.controller import Controller
+from tests.ui.servers import wait_until as wait_for
 
 
 class WorkerProcess:
@@ -55,16 +55,6 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill_all()
         self.log.close()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_status(controller: Controller, name: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
