@@ -99,6 +99,11 @@ class Controller:
         return self.replica.version
 
     @property
+    def structural_version(self) -> int:
+        """The last version that changed more than download progress (pages refresh those at once)."""
+        return self.replica.structural_version
+
+    @property
     def in_sync(self) -> bool:
         """True while the listener is connected and no event Redis already holds is missing here."""
         listener = self._listener

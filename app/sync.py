@@ -35,6 +35,7 @@ class Replica:
 
     def __init__(self, log_size: int) -> None:
         self.version = 0
+        self.structural_version = 0  # last version that was more than a progress tick
         self.models: dict[str, dict[str, Any]] = {}
         self.logs: deque[str] = deque(maxlen=log_size)
         self.synced_at = 0.0
@@ -48,6 +49,7 @@ class Replica:
             if state.version < self.version and not force:
                 return
             self.version = state.version
+            self.structural_version = state.version
             self.models = dict(state.models)
             self.logs.clear()
             self.logs.extend(entry.format() for entry in state.logs)
@@ -64,6 +66,8 @@ class Replica:
                 return Applied.GAP
             self._apply_change(event)
             self.version = version
+            if event.get("type") != "progress":
+                self.structural_version = version
             self.synced_at = time.time()
             self._cond.notify_all()
         return Applied.APPLIED

@@ -46,7 +46,7 @@ import redis
 from app.keys import Keys
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Store
-from app.ui.poll import POLL_SECONDS, SYNC_ID, VERSION_PATH, head
+from app.ui.poll import POLL_SECONDS, PROGRESS_SECONDS, SYNC_ID, VERSION_PATH, head
 from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server
 
 MODELS = 1_000
@@ -158,6 +158,8 @@ class Shown:
     view: str = ""
     logs: str = ""
     logs_trigger: str = ""
+    structural: int | None = None  # the page script's memory: last structural version it rendered for
+    last_click: float = 0.0
 
 
 QUERY = ["", "all", "name", 1]
@@ -173,13 +175,13 @@ async def call(conn: Conn, fn_index: int, data: list[Any], session: str) -> list
     return json.loads(raw)["data"] if status == 200 else None
 
 
-async def poll(conn: Conn) -> str | None:
-    """The browser timer's call: the head to compare with what the page shows."""
+async def poll(conn: Conn) -> tuple[str, int] | None:
+    """The browser timer's call: the head to compare with what the page shows, and the structural version."""
     status, raw = await conn.request("GET", VERSION_PATH)
     if status != 200:
         return None
     state = json.loads(raw)
-    return head(state["version"], state["in_sync"])
+    return head(state["version"], state["in_sync"]), int(state["structural"])
 
 
 async def sync(conn: Conn, events: Events, shown: Shown, session: str, samples: Samples) -> bool:
@@ -207,12 +209,17 @@ async def update(conn: Conn, events: Events, shown: Shown, session: str, samples
         logs = await call(conn, events.logs, ["", ""], session)
         return view is not None and logs is not None, True
     began = time.perf_counter()
-    current = await poll(conn)
+    polled = await poll(conn)
     samples.polls.append(time.perf_counter() - began)
-    if current is None:
+    if polled is None:
         return False, False
+    current, structural = polled
     if current == shown.view:
         return True, False
+    now = time.monotonic()  # the page script's rule: progress-only changes re-render at most once a period
+    if structural == shown.structural and now - shown.last_click < PROGRESS_SECONDS:
+        return True, False
+    shown.structural, shown.last_click = structural, now
     return await sync(conn, events, shown, session, samples), True
 
 

@@ -164,7 +164,7 @@ def test_the_poll_makes_no_redis_call(ui_settings: Settings, serve_ui: Callable[
     config = httpx.get(server.url + "/config", timeout=10).json()
     assert "api/state-version" in json.dumps(config)  # the page's script polls it
     wait_until(lambda: controller.in_sync, 10, "the replica to sync")
-    expected = {"version": controller.version, "in_sync": True}
+    expected = {"version": controller.version, "structural": controller.structural_version, "in_sync": True}
     with httpx.Client(base_url=server.url, timeout=10) as http:
         before = int(redis_client.info("stats")["total_commands_processed"])
         started = time.monotonic()

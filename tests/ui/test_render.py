@@ -111,6 +111,10 @@ class FakeController:
         self.lines = ["t1  alice: queued download of org/a"]
         self.reads = 0
 
+    @property
+    def structural_version(self) -> int:
+        return self.version
+
     def fetch_models(self) -> list[dict[str, Any]]:
         self.reads += 1
         return list(self.models)
@@ -132,9 +136,9 @@ def run_now(coroutine: Any) -> Any:
 def test_the_version_route_reads_memory_only() -> None:
     fake = FakeController()
     endpoint = version_router(fake).routes[0].endpoint  # type: ignore[arg-type, attr-defined]
-    assert json.loads(run_now(endpoint()).body) == {"version": 1, "in_sync": True}
+    assert json.loads(run_now(endpoint()).body) == {"version": 1, "structural": 1, "in_sync": True}
     fake.version, fake.in_sync = 7, False
-    assert json.loads(run_now(endpoint()).body) == {"version": 7, "in_sync": False}
+    assert json.loads(run_now(endpoint()).body) == {"version": 7, "structural": 7, "in_sync": False}
     assert fake.reads == 0 and head(7, False) == "7.0"
 
 
