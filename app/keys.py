@@ -63,6 +63,11 @@ class Keys:
         """Prefix of login session keys (``{prefix}:session:<sha256 of token>``)."""
         return f"{self.prefix}:session"
 
+    @property
+    def watchdog_turn(self) -> str:
+        """STRING with TTL: set by the watchdog whose turn it is, so the cluster makes one pass per interval."""
+        return f"{self.prefix}:watchdog:turn"
+
     def session(self, token: str) -> str:
         """STRING with TTL: JSON of the logged-in user; keyed by a hash so tokens never sit in Redis."""
         return f"{self.sessions}:{hashlib.sha256(token.encode()).hexdigest()}"

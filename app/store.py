@@ -18,7 +18,7 @@ import redis
 
 from app.errors import StateUnavailableError
 from app.keys import Keys
-from app.records import ModelRecord, check_transition
+from app.records import TRANSIENT, ModelRecord, check_transition
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
+
+
+# How a transient status looks inside a record's JSON (pydantic writes no spaces), to skip decoding the rest.
+_TRANSIENT_MARKS = tuple(f'"status":"{s.value}"'.encode() for s in TRANSIENT)
 
 
 @dataclass
@@ -130,6 +134,12 @@ class Store:
         models = {_text(k): json.loads(v) for k, v in raw_models.items()}
         logs = [LogEntry.from_obj(json.loads(entry)) for entry in raw_logs]
         return State(int(raw_version or 0), models, logs)
+
+    def read_transient(self) -> dict[str, dict[str, Any]]:
+        """The records in a transient status (queued, downloading, removing), decoding only those."""
+        with redis_errors():
+            raw_models = self.redis.hgetall(self.keys.models)
+        return {_text(k): json.loads(v) for k, v in raw_models.items() if any(m in v for m in _TRANSIENT_MARKS)}
 
     def read_version(self) -> int:
         with redis_errors():
@@ -199,7 +209,7 @@ class Store:
         event = json.dumps({"v": version, "type": "reset", "sender": self.sender})
         args: list[str | int] = [version, event, self.keys.events_channel, len(models)]
         for name, record in models.items():
-            args += [name, json.dumps(record)]
+            args += [name, json.dumps(record, separators=(",", ":"))]  # the form read_transient looks for
         args += [entry.to_json() for entry in logs[-self.log_size:]]
         with redis_errors():
             return bool(self._seed(keys=[self.keys.version, self.keys.models, self.keys.logs], args=args))

@@ -17,7 +17,7 @@ from app.errors import ModelDepotError
 from app.jobqueue import JobQueue, new_job_id
 from app.records import ModelRecord, Status
 from app.settings import Settings
-from app.store import LogEntry, Store, Unchanged
+from app.store import LogEntry, Store, Unchanged, redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +41,27 @@ class Watchdog(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:
-                self.run_once()
+                if self._my_turn():
+                    self.run_once()
             except ModelDepotError as e:
                 log.warning("watchdog pass skipped: %s", e)
             except Exception:
                 log.exception("watchdog pass failed")
 
+    def _my_turn(self) -> bool:
+        """One pass per interval across every process that runs a watchdog, whichever gets there first."""
+        key = self.store.keys.watchdog_turn
+        with redis_errors():
+            return bool(self.store.redis.set(key, self.store.sender, nx=True, px=int(self.interval * 1000)))
+
     def run_once(self) -> int:
-        """One pass over every record; returns how many it fixed."""
+        """One pass over the records in a transient status; returns how many it fixed."""
         # short: a pass cut off by a Redis restart leaves the lock behind until it expires
         lock = self.store.redis.lock(self.store.keys.watchdog_lock, timeout=10, blocking=False)
         if not lock.acquire(blocking=False):
             return 0
         try:
-            return sum(self._check(name, raw) for name, raw in self.store.read_state().models.items())
+            return sum(self._check(name, raw) for name, raw in self.store.read_transient().items())
         finally:
             lock.release()
 

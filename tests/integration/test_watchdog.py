@@ -49,3 +49,12 @@ def test_watchdog_thread_survives_a_redis_restart(redis_server: RedisServer, set
         assert dog.is_alive()
     finally:
         dog.stop()
+
+
+def test_records_seeded_from_a_snapshot_are_watched(settings_env: Settings) -> None:
+    controller = Controller(settings_env, listen=False)
+    controller.redis.flushall()
+    seeded = ModelRecord(name="org/s", repo_id="org/s", status=Status.DOWNLOADING, job_id="md-dl-x").to_dict()
+    ready = ModelRecord(name="org/r", repo_id="org/r", status=Status.READY).to_dict()
+    assert controller.store.seed(5, {"org/s": seeded, "org/r": ready}, [])
+    assert set(controller.store.read_transient()) == {"org/s"}
