@@ -3,7 +3,6 @@ download / remove / cancel on 20 small repos; then quiesce and check that nothin
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -18,7 +17,7 @@ from huggingface_hub import scan_cache_dir
 from app.controller import Controller
 from app.settings import Settings
 from tests.hubserver import HubServer
-from tests.integration.stack import wait_for
+from tests.integration.stack import wait_for, wait_snapshot
 from tests.ui.servers import Balancer, UiWorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -108,9 +107,10 @@ def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer
             response = client.post(f"{ui.url}/gradio_api/run/fetch_models", json={"data": []}, timeout=30)
             assert response.json()["data"][0] == redis_models, f"{ui.name} differs from Redis"
 
-    snapshot = json.loads(settings_env.resolved_state_file.read_text())["models"]
     finished = {m["name"]: m["status"] for m in redis_models}
-    assert {n: m["status"] for n, m in snapshot.items()} == finished  # the JSON matches every final state
+    # the JSON matches every final state (its last write may land just after the last event)
+    wait_snapshot(settings_env.resolved_state_file,
+                  lambda doc: {n: m["status"] for n, m in doc["models"].items()} == finished)
 
     on_disk = {(repo.repo_id, rev.commit_hash) for repo in scan_cache_dir(settings_env.resolved_models_dir).repos
                for rev in repo.revisions}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,22 @@ def wait_status(controller: Controller, name: str, statuses: set[str], timeout: 
         return wait_for(check, timeout, f"{name} to become {statuses}")  # type: ignore[no-any-return]
     except AssertionError:
         raise AssertionError(f"{name} is {controller.models.get(name)}; wanted {statuses}") from None
+
+
+def wait_snapshot(state_file: Path, check: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
+    """Wait until controller_state.json satisfies ``check``.
+
+    The hook writes the file after the change it records is published, so a replica can see a change a
+    moment before the file does.
+    """
+    def read() -> dict[str, Any] | None:
+        try:
+            doc: dict[str, Any] = json.loads(state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return doc if check(doc) else None
+
+    try:
+        return wait_for(read, timeout, f"{state_file.name} to match")  # type: ignore[no-any-return]
+    except AssertionError:
+        raise AssertionError(f"{state_file} never matched; it holds {state_file.read_text()[:2000]}") from None

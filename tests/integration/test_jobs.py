@@ -12,7 +12,7 @@ from huggingface_hub import scan_cache_dir
 from app.controller import Controller
 from app.settings import Settings
 from tests.hubserver import HubServer
-from tests.integration.stack import WorkerProcess, wait_for, wait_status
+from tests.integration.stack import WorkerProcess, wait_for, wait_snapshot, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +35,16 @@ def test_download_end_to_end_then_remove(hub: HubServer, start_worker, controlle
     models_dir = settings_env.resolved_models_dir
     info = scan_cache_dir(models_dir)
     assert [(r.repo_id, [rev.commit_hash for rev in r.revisions]) for r in info.repos] == [("org/tiny", [commit])]
-    saved = json.loads(settings_env.resolved_state_file.read_text())
-    assert saved["models"]["org/tiny"]["status"] == "ready"
-    assert json.loads(controller.redis.get(controller.keys.snapshot))["version"] == saved["version"]
+    state_file = settings_env.resolved_state_file
+    saved = wait_snapshot(state_file, lambda doc: doc["models"].get("org/tiny", {}).get("status") == "ready")
+    wait_for(lambda: json.loads(controller.redis.get(controller.keys.snapshot) or "{}").get("version")
+             == saved["version"], 10, "the same snapshot in Redis")
 
     controller.remove_model("org/tiny")
     wait_for(lambda: "org/tiny" not in controller.models, 20, "removal")
     assert scan_cache_dir(models_dir).repos == frozenset()
     assert "freed" in controller.get_logs()[-1]
-    assert "org/tiny" not in json.loads(settings_env.resolved_state_file.read_text())["models"]
+    wait_snapshot(state_file, lambda doc: "org/tiny" not in doc["models"])
 
 
 def test_dedup_and_ready_is_a_noop(hub: HubServer, start_worker, controller: Controller) -> None:
