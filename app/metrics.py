@@ -2,7 +2,7 @@
 
 Counters come from the cluster-wide ``Keys.metrics`` hash that workers ``HINCRBY``, so every UI worker
 reports the same totals: aggregate them with ``max`` across instances, not ``sum``. The job duration
-histogram is computed from the ``Keys.durations`` list, which keeps the latest 1000 durations only.
+histogram is computed from the ``Keys.durations`` list, which keeps the latest ``store.DURATIONS_KEPT`` durations only.
 """
 
 from __future__ import annotations

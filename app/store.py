@@ -44,6 +44,11 @@ local ev = '{"v":' .. v .. ',"type":"' .. ARGV[5] .. '","sender":' .. ARGV[6] ..
   .. ',"record":' .. rec .. ',"log":' .. logj .. '}'
 redis.call('PUBLISH', ARGV[10], ev)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'event', ev)
+if ARGV[11] ~= '' then
+  redis.call('LPUSH', KEYS[6], ARGV[11])
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[12]) - 1)
+end
+for i = 13, #ARGV, 2 do redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1]) end
 return {v, ev}
 """
 
@@ -102,6 +107,20 @@ class State:
     logs: list[LogEntry]
 
 
+@dataclass
+class Tally:
+    """Metric changes written in the same atomic step as the record change they count.
+
+    Counting in the same script keeps ``/metrics`` consistent with the models list: a scrape never sees
+    a model ``ready`` whose success is not counted yet, and a write that loses its compare counts nothing.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    duration_s: float | None = None
+
+
+DURATIONS_KEPT = 1000
+
 Mutation = Callable[[ModelRecord | None], tuple[ModelRecord | None, LogEntry | None]]
 
 
@@ -154,9 +173,11 @@ class Store:
             raw = self.redis.hget(self.keys.models, name)
         return ModelRecord.from_json(raw) if raw else None
 
-    def update(self, name: str, mutate: Mutation, *, kind: str = "model") -> dict[str, Any] | None:
+    def update(self, name: str, mutate: Mutation, *, kind: str = "model",
+               tally: Tally | None = None) -> dict[str, Any] | None:
         """Apply ``mutate`` to the current record atomically, retrying when someone else wrote first.
 
+        ``tally`` is counted in the same write, so only when the mutation is applied.
         Returns the published event, or None when the mutation raised :class:`Unchanged`.
 
         Raises:
@@ -174,7 +195,7 @@ class Store:
             check_transition(name, current.status if current else None, new.status if new else None)
             if new is not None:
                 new.updated_at = time.time()
-            event = self._try_write(name, _text(raw) if raw else "", new, entry, kind)
+            event = self._try_write(name, _text(raw) if raw else "", new, entry, kind, tally)
             if event is not None:
                 return event
 
@@ -191,13 +212,15 @@ class Store:
         return event
 
     def _try_write(self, name: str, expected: str, record: ModelRecord | None, entry: LogEntry | None,
-                   kind: str) -> dict[str, Any] | None:
+                   kind: str, tally: Tally | None = None) -> dict[str, Any] | None:
         new_raw = record.to_json() if record is not None else ""
         log_json = entry.to_json() if entry else ""
         args: list[str | int] = [name, expected, new_raw, log_json, kind, json.dumps(self.sender), self.log_size,
                                  self.stream_size, json.dumps(name), self.keys.events_channel]
+        args += _tally_args(tally)
         with redis_errors():
-            keys = [self.keys.version, self.keys.models, self.keys.logs, self.keys.events_stream]
+            keys = [self.keys.version, self.keys.models, self.keys.logs, self.keys.events_stream,
+                    self.keys.metrics, self.keys.durations]
             result = self._write(keys=keys, args=args)
         if int(result[0]) == 0:
             return None
@@ -218,6 +241,16 @@ class Store:
         """Store the JSON snapshot for ops unless Redis already has a newer one."""
         with redis_errors():
             return bool(self._snapshot(keys=[self.keys.snapshot, self.keys.snapshot_version], args=[document, version]))
+
+
+def _tally_args(tally: Tally | None) -> list[str | int]:
+    if tally is None:
+        return ["", DURATIONS_KEPT]
+    duration = f"{tally.duration_s:.3f}" if tally.duration_s is not None else ""
+    args: list[str | int] = [duration, DURATIONS_KEPT]
+    for counter, amount in tally.counts.items():
+        args += [counter, amount]
+    return args
 
 
 def _text(value: str | bytes) -> str:

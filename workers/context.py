@@ -18,7 +18,7 @@ from app.errors import ModelDepotError, StateUnavailableError
 from app.keys import Keys
 from app.records import Status
 from app.settings import Settings, get_settings
-from app.store import Mutation, Store
+from app.store import Mutation, Store, Tally
 from workers import cache
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,10 @@ class WorkerContext:
                       sender=f"worker:{socket.gethostname()}:{os.getpid()}")
         return cls(settings, keys, store, settings.resolved_models_dir, settings.resolved_state_file)
 
-    def update(self, name: str, mutate: Mutation, *, kind: str = "model") -> dict[str, Any] | None:
+    def update(self, name: str, mutate: Mutation, *, kind: str = "model",
+               tally: Tally | None = None) -> dict[str, Any] | None:
         """``Store.update``, waiting out a Redis restart: an ending must reach the state, not be dropped."""
-        return _retrying(lambda: self.store.update(name, mutate, kind=kind))
+        return _retrying(lambda: self.store.update(name, mutate, kind=kind, tally=tally))
 
     def persist(self) -> None:
         """Snapshot to controller_state.json and Redis; a failure is logged, never fatal to the job."""
@@ -68,21 +69,6 @@ class WorkerContext:
             _retrying(lambda: snapshot.persist(self.store, self.state_file))
         except ModelDepotError:
             log.exception("could not persist the snapshot")
-
-    def count(self, metric: str, amount: int = 1) -> None:
-        try:
-            self.store.redis.hincrby(self.keys.metrics, metric, amount)
-        except redis.RedisError:
-            log.warning("could not count %s", metric)
-
-    def record_duration(self, seconds: float) -> None:
-        try:
-            pipe = self.store.redis.pipeline()
-            pipe.lpush(self.keys.durations, f"{seconds:.3f}")
-            pipe.ltrim(self.keys.durations, 0, 999)
-            pipe.execute()
-        except redis.RedisError:
-            log.warning("could not record a job duration")
 
     def discard_partial(self, repo_id: str, commit: str | None, *, keep_for: str) -> int:
         """Delete the files of ``repo_id@commit`` unless another record still needs them."""

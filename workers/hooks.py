@@ -19,7 +19,7 @@ from rq.timeouts import JobTimeoutException
 
 from app.errors import DownloadError, JobCancelledError
 from app.records import ModelRecord, Status
-from app.store import LogEntry, Unchanged
+from app.store import LogEntry, Tally, Unchanged
 from app.units import human_bytes
 from workers.context import WorkerContext
 from workers.jobs import SKIPPED
@@ -45,10 +45,9 @@ def on_download_success(job: Job, connection: redis.Redis, result: Any) -> None:
         return record, LogEntry("worker", f"{name} is ready: {human_bytes(result['size_bytes'])} at "
                                           f"commit {result['commit'][:7]} in {duration:.1f}s")
 
-    if ctx.update(name, mutate) is not None:
-        ctx.count("downloads_succeeded")
-        ctx.count("bytes_downloaded", int(result.get("bytes_needed", 0)))
-        ctx.record_duration(duration)
+    tally = Tally({"downloads_succeeded": 1, "bytes_downloaded": int(result.get("bytes_needed", 0))},
+                  duration_s=duration)
+    ctx.update(name, mutate, tally=tally)
     ctx.persist()
 
 
@@ -84,9 +83,9 @@ def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: s
         what = f"download of {name} failed: {reason}" if reason else f"cancelled download of {name}"
         return record, LogEntry("worker", what, level="error" if reason else "info")
 
-    if ctx.update(name, mutate) is None:
+    counter = "downloads_failed" if status is Status.FAILED else "downloads_cancelled"
+    if ctx.update(name, mutate, tally=Tally({counter: 1})) is None:
         return False
-    ctx.count("downloads_failed" if status is Status.FAILED else "downloads_cancelled")
     record = ended[0]
     ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
     ctx.persist()

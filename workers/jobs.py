@@ -11,7 +11,7 @@ from rq.job import Job
 
 from app.errors import DownloadError, JobCancelledError
 from app.records import ModelRecord, Status
-from app.store import LogEntry, Unchanged
+from app.store import LogEntry, Tally, Unchanged
 from app.units import human_bytes
 from workers import cache, hub
 from workers.context import WorkerContext
@@ -71,9 +71,7 @@ def _claim(ctx: WorkerContext, name: str, job_id: str) -> ModelRecord | None:
         attempt = f" (attempt {current.attempt})" if current.attempt > 1 else ""
         return record, LogEntry("worker", f"started downloading {name}{attempt}")
 
-    ctx.update(name, mutate)
-    if claimed:
-        ctx.count("downloads_started")
+    ctx.update(name, mutate, tally=Tally({"downloads_started": 1}))
     return claimed[0] if claimed else None
 
 

@@ -106,8 +106,7 @@ def test_pull_wait_shows_progress_and_metrics_move(
     assert after["modeldepot_models{status=ready}"] == 1 and after["modeldepot_models{status=failed}"] == 1
     assert after["modeldepot_workers_alive{queue=modeldepot-downloads}"] == 1
     assert after["modeldepot_redis_up"] == 1 and after["modeldepot_replica_version_lag"] == 0
-    if moved(before, after, "modeldepot_downloads_started_total") != 2:
-        pytest.xfail("workers do not count downloads_started yet (workers/jobs.py)")
+    assert moved(before, after, "modeldepot_downloads_started_total") == 2
 
 
 def test_status_reports_a_killed_worker_as_gone(

@@ -127,7 +127,8 @@ def test_hub_faults_end_in_a_clear_status(hub: HubServer, start_worker, controll
     assert record["status"] == expect, record
     if expect == "failed":
         assert record["error"] and "Traceback" not in record["error"]
-        assert not [p for p in settings_env.resolved_models_dir.rglob("*.incomplete")]
+        # the hook deletes partial files right after it publishes the ending
+        wait_for(lambda: not list(settings_env.resolved_models_dir.rglob("*.incomplete")), 10, "partial files to go")
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:

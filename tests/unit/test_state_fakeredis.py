@@ -12,7 +12,7 @@ from app.controller import Controller
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.records import Status, check_transition
 from app.settings import Settings
-from app.store import LogEntry, State
+from app.store import DURATIONS_KEPT, LogEntry, State, Tally, Unchanged
 from app.sync import Applied, Replica
 
 
@@ -146,3 +146,26 @@ def test_events_carry_version_kind_and_record(controller: Controller) -> None:
     assert event["v"] == controller.version and event["type"] == "model"
     assert event["record"]["status"] == "queued" and event["name"] == "org/model"
     assert controller.redis.xlen(controller.keys.events_stream) == 1
+
+
+def test_tally_is_counted_only_with_the_write_it_belongs_to(controller: Controller) -> None:
+    controller.download_model("org/model")
+    store, keys = controller.store, controller.keys
+
+    def unchanged(current: object) -> tuple[None, None]:
+        raise Unchanged
+
+    assert store.update("org/model", unchanged, tally=Tally({"downloads_started": 1}, duration_s=1.0)) is None
+    assert controller.redis.hgetall(keys.metrics) == {} and controller.redis.llen(keys.durations) == 0
+
+    def start(current):  # type: ignore[no-untyped-def]
+        return current.model_copy(update={"status": Status.DOWNLOADING}), None
+
+    for _ in range(2):
+        store.update("org/model", start, tally=Tally({"downloads_started": 1, "bytes_downloaded": 5},
+                                                      duration_s=2.5))
+    assert controller.redis.hgetall(keys.metrics) == {b"downloads_started": b"2", b"bytes_downloaded": b"10"}
+    assert controller.redis.lrange(keys.durations, 0, -1) == [b"2.500", b"2.500"]
+    for _ in range(DURATIONS_KEPT + 5):
+        store.update("org/model", start, tally=Tally(duration_s=1.0))
+    assert controller.redis.llen(keys.durations) == DURATIONS_KEPT
