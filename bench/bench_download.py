@@ -10,7 +10,8 @@ controller. Goal: app / bare <= 1.05 (medians).
 
 The app run is split using the record's own timestamps (written by the worker) and the blob files' mtimes:
 queued -> claimed (dispatch), claimed -> plan written (dry run), -> last blob written (transfer), -> ready
-(verify_repo_checksums, size, success hook, snapshot save). The bare run is followed by a timed
+(the checksums still unchecked, size, success hook, snapshot save; the worker hashes each file as it
+lands, see workers/verification.py). The bare run is followed by a timed
 ``HfApi.verify_repo_checksums`` of its cache, to show what the verification step costs on its own, and one
 more bare run is the first call of a fresh process (what a forked work-horse meets: a cold HTTP client, a
 heap that has not grown yet).

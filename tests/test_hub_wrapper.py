@@ -41,6 +41,7 @@ from app.validation import parse_model_name, validate_patterns, validate_repo_id
 from tests.hubserver import HubServer, point_huggingface_hub_at
 from workers import cache, hub
 from workers.hub import DownloadPlan, Progress
+from workers.verification import EarlyChecks
 
 MODEL_SIZE = 300_000
 FILES: dict[str, bytes | int] = {"config.json": b'{"model_type": "test"}', "model.safetensors": MODEL_SIZE}
@@ -357,6 +358,53 @@ def test_verify_passes_then_catches_and_deletes_a_corrupted_file(hf: HubServer, 
     hub.download(retry, cache_dir=models, on_progress=lambda _: None)
     hub.verify(repo_id, sha, cache_dir=models, files=[f.path for f in plan.files])
     assert hf.get_counts[(repo_id, "config.json")] == 1
+
+
+def test_download_verified_deletes_a_corrupted_file_and_keeps_the_rest(hf: HubServer, models: Path) -> None:
+    repo_id, sha = new_repo(hf)
+    hf.set_fault(repo_id, "model.safetensors", "corrupt", times=1)
+    plan = hub.plan_download(repo_id, cache_dir=models)
+
+    with pytest.raises(IntegrityError, match=r"'model\.safetensors'"):
+        hub.download_verified(plan, cache_dir=models, on_progress=lambda _: None)
+
+    snapshot = cache.snapshot_dir(repo_id, sha, models)
+    assert (snapshot / "config.json").exists() and not os.path.lexists(snapshot / "model.safetensors")
+    retry = hub.plan_download(repo_id, cache_dir=models)
+    assert retry.bytes_needed == MODEL_SIZE
+    hub.download_verified(retry, cache_dir=models, on_progress=lambda _: None)
+    assert hf.get_counts[(repo_id, "config.json")] == 1
+
+
+def test_files_are_checked_as_they_land(hf: HubServer, models: Path) -> None:
+    repo_id, _ = new_repo(hf, {"config.json": b"{}", "model.safetensors": 2_000_000})
+    plan = hub.plan_download(repo_id, cache_dir=models)
+    hf.throttle_bps = 2_000_000
+    checks = EarlyChecks(plan, cache_dir=models)
+    started_mid_transfer: set[str] = set()
+
+    def on_progress(progress: Progress) -> None:
+        checks.poll()
+        if progress.bytes_done < progress.bytes_total:
+            started_mid_transfer.update(checks.order)
+
+    try:
+        hub.download(plan, cache_dir=models, on_progress=on_progress, poll_interval=0.05)
+        checks.finish()
+    finally:
+        checks.close()
+    assert started_mid_transfer == {"config.json"}
+    assert checks.order == ["config.json", "model.safetensors"]
+
+
+def test_early_checks_name_files_that_never_landed(hf: HubServer, models: Path) -> None:
+    repo_id, _ = new_repo(hf)
+    checks = EarlyChecks(hub.plan_download(repo_id, cache_dir=models), cache_dir=models)
+    try:
+        with pytest.raises(IntegrityError, match=r"missing: 'config\.json', 'model\.safetensors'"):
+            checks.finish()
+    finally:
+        checks.close()
 
 
 def test_verify_reports_missing_files(hf: HubServer, models: Path) -> None:

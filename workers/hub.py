@@ -42,6 +42,7 @@ from workers.hub_errors import hub_errors as hub_errors
 from workers.hub_errors import integrity_message, no_files_message
 from workers.transfer_watch import BlobWatcher, Runner, quiet_bar, watch
 from workers.transfer_watch import Progress as Progress
+from workers.verification import EarlyChecks
 
 _BlobWatcher = BlobWatcher  # its old name, still used by tests/test_hub_wrapper.py
 
@@ -188,6 +189,40 @@ def download(
     with hub_errors(plan.repo_id, revision=plan.revision, endpoint=endpoint, cache_dir=cache_dir):
         snapshot = Path(runner.result())
     on_progress(watcher.finished())
+    return snapshot
+
+
+def download_verified(
+    plan: DownloadPlan,
+    *,
+    cache_dir: Path,
+    token: str | None = None,
+    endpoint: str | None = None,
+    on_progress: Callable[[Progress], None],
+    poll_interval: float = 0.25,
+) -> Path:
+    """:func:`download`, with every planned file checked against the Hub's checksums before it returns.
+
+    Each file is hashed as soon as it lands (see :mod:`workers.verification`), so little of the check is
+    left once the last byte arrives. Files that do not match are deleted (blob and snapshot link).
+
+    Raises:
+        IntegrityError: a file does not match or is missing.
+        RepoNotFoundError, GatedRepoError, RevisionNotFoundError, HubNetworkError, DiskFullError: see
+            :func:`hub_errors`.
+    """
+    checks = EarlyChecks(plan, cache_dir=cache_dir, token=token, endpoint=endpoint)
+
+    def report_and_check(progress: Progress) -> None:
+        checks.poll()
+        on_progress(progress)
+
+    try:
+        snapshot = download(plan, cache_dir=cache_dir, token=token, endpoint=endpoint,
+                            on_progress=report_and_check, poll_interval=poll_interval)
+        checks.finish()
+    finally:
+        checks.close()
     return snapshot
 
 

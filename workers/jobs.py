@@ -47,11 +47,9 @@ def download_job(name: str) -> dict[str, Any]:
         _record_plan(ctx, name, job.id, plan)
         hub.check_free_space(plan, ctx.models_dir)
         reporter = ProgressReporter(ctx.store, name, job.id, interval=settings.progress_interval)
-        hub.download(plan, cache_dir=ctx.models_dir, token=None, endpoint=None, on_progress=reporter)
+        hub.download_verified(plan, cache_dir=ctx.models_dir, token=None, endpoint=None, on_progress=reporter)
         if reporter.cancel_requested:
             raise JobCancelledError(f"download of {name} cancelled")
-        hub.verify(plan.repo_id, plan.commit, cache_dir=ctx.models_dir, token=None, endpoint=None,
-                   files=[f.path for f in plan.files])
         size = cache.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
         return {"commit": plan.commit, "size_bytes": size, "bytes_total": plan.bytes_total,
                 "files_total": plan.files_total, "bytes_needed": plan.bytes_needed, "started_at": started}
