@@ -360,19 +360,19 @@ def test_verify_passes_then_catches_and_deletes_a_corrupted_file(hf: HubServer, 
     assert hf.get_counts[(repo_id, "config.json")] == 1
 
 
-def test_download_verified_deletes_a_corrupted_file_and_keeps_the_rest(hf: HubServer, models: Path) -> None:
+def test_verified_download_deletes_a_corrupted_file_and_keeps_the_rest(hf: HubServer, models: Path) -> None:
     repo_id, sha = new_repo(hf)
     hf.set_fault(repo_id, "model.safetensors", "corrupt", times=1)
     plan = hub.plan_download(repo_id, cache_dir=models)
 
     with pytest.raises(IntegrityError, match=r"'model\.safetensors'"):
-        hub.download_verified(plan, cache_dir=models, on_progress=lambda _: None)
+        hub.download(plan, cache_dir=models, on_progress=lambda _: None, verify=True)
 
     snapshot = cache.snapshot_dir(repo_id, sha, models)
     assert (snapshot / "config.json").exists() and not os.path.lexists(snapshot / "model.safetensors")
     retry = hub.plan_download(repo_id, cache_dir=models)
     assert retry.bytes_needed == MODEL_SIZE
-    hub.download_verified(retry, cache_dir=models, on_progress=lambda _: None)
+    hub.download(retry, cache_dir=models, on_progress=lambda _: None, verify=True)
     assert hf.get_counts[(repo_id, "config.json")] == 1
 
 

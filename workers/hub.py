@@ -160,6 +160,7 @@ def download(
     endpoint: str | None = None,
     on_progress: Callable[[Progress], None],
     poll_interval: float = 0.25,
+    verify: bool = False,
 ) -> Path:
     """Download the planned commit into ``cache_dir``; return its snapshot folder.
 
@@ -167,10 +168,34 @@ def download(
     end with everything done. If it raises (e.g. a cancellation), the download stops and the exception
     propagates. Files completed before a failure stay in the cache; a new call fetches only the rest.
 
+    With ``verify``, every planned file is checked against the Hub's checksums before this returns, each
+    as soon as it lands (see :mod:`workers.verification`); files that do not match are deleted.
+
     Raises:
         RepoNotFoundError, GatedRepoError, RevisionNotFoundError, HubNetworkError, DiskFullError: see
             :func:`hub_errors`.
+        IntegrityError: with ``verify``, a file does not match or is missing.
     """
+    checks = EarlyChecks(plan, cache_dir=cache_dir, token=token, endpoint=endpoint) if verify else None
+
+    def report(progress: Progress) -> None:
+        if checks is not None:
+            checks.poll()
+        on_progress(progress)
+
+    try:
+        snapshot = _transfer(plan, cache_dir=cache_dir, token=token, endpoint=endpoint, on_progress=report,
+                             poll_interval=poll_interval)
+        if checks is not None:
+            checks.finish()
+    finally:
+        if checks is not None:
+            checks.close()
+    return snapshot
+
+
+def _transfer(plan: DownloadPlan, *, cache_dir: Path, token: str | None, endpoint: str | None,
+              on_progress: Callable[[Progress], None], poll_interval: float) -> Path:
     abort = threading.Event()
     work = partial(
         snapshot_download,
@@ -189,40 +214,6 @@ def download(
     with hub_errors(plan.repo_id, revision=plan.revision, endpoint=endpoint, cache_dir=cache_dir):
         snapshot = Path(runner.result())
     on_progress(watcher.finished())
-    return snapshot
-
-
-def download_verified(
-    plan: DownloadPlan,
-    *,
-    cache_dir: Path,
-    token: str | None = None,
-    endpoint: str | None = None,
-    on_progress: Callable[[Progress], None],
-    poll_interval: float = 0.25,
-) -> Path:
-    """:func:`download`, with every planned file checked against the Hub's checksums before it returns.
-
-    Each file is hashed as soon as it lands (see :mod:`workers.verification`), so little of the check is
-    left once the last byte arrives. Files that do not match are deleted (blob and snapshot link).
-
-    Raises:
-        IntegrityError: a file does not match or is missing.
-        RepoNotFoundError, GatedRepoError, RevisionNotFoundError, HubNetworkError, DiskFullError: see
-            :func:`hub_errors`.
-    """
-    checks = EarlyChecks(plan, cache_dir=cache_dir, token=token, endpoint=endpoint)
-
-    def report_and_check(progress: Progress) -> None:
-        checks.poll()
-        on_progress(progress)
-
-    try:
-        snapshot = download(plan, cache_dir=cache_dir, token=token, endpoint=endpoint,
-                            on_progress=report_and_check, poll_interval=poll_interval)
-        checks.finish()
-    finally:
-        checks.close()
     return snapshot
 
 

@@ -47,7 +47,8 @@ def download_job(name: str) -> dict[str, Any]:
         _record_plan(ctx, name, job.id, plan)
         hub.check_free_space(plan, ctx.models_dir)
         reporter = ProgressReporter(ctx.store, name, job.id, interval=settings.progress_interval)
-        hub.download_verified(plan, cache_dir=ctx.models_dir, token=None, endpoint=None, on_progress=reporter)
+        hub.download(plan, cache_dir=ctx.models_dir, token=None, endpoint=None, on_progress=reporter,
+                     verify=True)
         if reporter.cancel_requested:
             raise JobCancelledError(f"download of {name} cancelled")
         size = cache.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
