@@ -6,6 +6,8 @@ Off by default. Two sources of users, usable together:
   creates a session stored in Redis under ``Keys.session(token)`` (the key holds a hash of the token, the
   value the user and role as JSON, with a TTL of ``session_ttl``), so it works on every UI worker and
   survives restarts. Create a line with ``python -m app.auth hash NAME ROLE``.
+  After ``login_max_failures`` wrong passwords for one user name, sign-in for that name pauses until
+  ``login_pause_s`` seconds have passed since the last wrong one (counted in Redis, so on every worker).
 * ``auth_header``: a header set by an SSO proxy in front of Model Depot (never by users: the proxy must
   strip it from incoming requests). Its users get ``auth_header_role``, or ``admin`` when listed in
   ``auth_admins``.
@@ -33,7 +35,7 @@ from typing import Protocol
 
 import redis
 
-from app.errors import ConfigError, PermissionDeniedError, StateUnavailableError
+from app.errors import ConfigError, PermissionDeniedError, StateUnavailableError, TooManySignInsError
 from app.keys import Keys
 from app.settings import Settings
 from app.store import redis_errors
@@ -245,6 +247,41 @@ class SessionStore:
             self.redis.delete(self.keys.session(token))
 
 
+class SignInThrottle:
+    """Counts wrong passwords per user name in Redis, so guessing is paused on every UI worker at once.
+
+    The pause is per name, not per client address: a whole office behind one NAT shares an address.
+    """
+
+    def __init__(self, connection: redis.Redis, keys: Keys, *, max_failures: int, pause_s: int) -> None:
+        self.redis = connection
+        self.keys = keys
+        self.max_failures = max_failures
+        self.pause_s = pause_s
+
+    def check(self, name: str) -> None:
+        """Raises: TooManySignInsError: the name had too many wrong passwords lately."""
+        key = self.keys.login_failures(name)
+        with redis_errors():
+            failures = int(self.redis.get(key) or 0)
+            wait = self.redis.ttl(key) if failures >= self.max_failures else 0
+        if failures >= self.max_failures:
+            minutes = max(1, -(-max(wait, 1) // 60))
+            raise TooManySignInsError(f"Too many wrong passwords for {name[:64]!r}. Try again in {minutes} minute"
+                                      f"{'s' if minutes > 1 else ''}, or ask an admin to check the users file.")
+
+    def failed(self, name: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.incr(self.keys.login_failures(name))
+        pipe.expire(self.keys.login_failures(name), self.pause_s)
+        with redis_errors():
+            pipe.execute()
+
+    def succeeded(self, name: str) -> None:
+        with redis_errors():
+            self.redis.delete(self.keys.login_failures(name))
+
+
 def _user_from_json(raw: bytes | str | None) -> User | None:
     if not raw:
         return None
@@ -263,9 +300,11 @@ class Authenticator:
     """Resolves the user of a request and checks roles. Build it with :func:`authenticator_from_settings`."""
 
     def __init__(self, *, users: UsersFile | None, sessions: SessionStore | None, header: str | None = None,
-                 header_role: Role = Role.VIEWER, header_admins: frozenset[str] = frozenset()) -> None:
+                 header_role: Role = Role.VIEWER, header_admins: frozenset[str] = frozenset(),
+                 throttle: SignInThrottle | None = None) -> None:
         self.users = users
         self.sessions = sessions
+        self.throttle = throttle
         self.header = header.lower() if header else None
         self.header_role = header_role
         self.header_admins = header_admins
@@ -300,13 +339,21 @@ class Authenticator:
 
         Raises:
             PermissionDeniedError: wrong name or password, or no users file configured.
+            TooManySignInsError: too many wrong passwords for this name lately; the password is not checked.
             StateUnavailableError: Redis is unreachable.
         """
         if self.users is None or self.sessions is None:
             raise PermissionDeniedError("Password sign-in is not enabled here; sign in through your SSO.")
-        user = self.users.check(name.strip(), password)
+        name = name.strip()
+        if self.throttle is not None:
+            self.throttle.check(name)
+        user = self.users.check(name, password)
         if user is None:
+            if self.throttle is not None:
+                self.throttle.failed(name)
             raise PermissionDeniedError("Wrong user name or password. Try again, or ask an admin to add you.")
+        if self.throttle is not None:
+            self.throttle.succeeded(name)
         return user, self.sessions.create(user)
 
     def logout(self, request: HasCookiesAndHeaders) -> None:
@@ -333,11 +380,14 @@ def authenticator_from_settings(settings: Settings, connection: redis.Redis) -> 
     users = UsersFile(settings.auth_file) if settings.auth_file is not None else None
     if users is not None:
         users.accounts()  # fail at start, not at the first login
-    sessions = SessionStore(connection, Keys(settings.key_prefix), ttl=settings.session_ttl)
+    keys = Keys(settings.key_prefix)
+    sessions = SessionStore(connection, keys, ttl=settings.session_ttl)
+    throttle = SignInThrottle(connection, keys, max_failures=settings.login_max_failures,
+                              pause_s=settings.login_pause_s)
     admins = frozenset(n.strip() for n in settings.auth_admins.split(",") if n.strip())
     return Authenticator(users=users, sessions=sessions, header=settings.auth_header or None,
                          header_role=_role(settings.auth_header_role, where="MODELDEPOT_AUTH_HEADER_ROLE"),
-                         header_admins=admins)
+                         header_admins=admins, throttle=throttle)
 
 
 # ---- command line --------------------------------------------------------------------------------------

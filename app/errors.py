@@ -10,6 +10,7 @@ code, so callers (the UI, the CLI) handle one family. Every message says what to
     ├── NotFoundError(KeyError)     (no such model in the state)
     ├── ConflictError               (the model is in a status that forbids the action)
     ├── PermissionDeniedError       (role does not allow the action)
+    │   └── TooManySignInsError     (sign-in paused after repeated wrong passwords)
     ├── StateUnavailableError       (Redis unreachable)
     ├── StateFileError
     │   └── StateFileCorruptError
@@ -57,6 +58,10 @@ class ConflictError(ModelDepotError):
 
 class PermissionDeniedError(ModelDepotError, PermissionError):
     """The signed-in user's role does not allow this action."""
+
+
+class TooManySignInsError(PermissionDeniedError):
+    """Sign-in for this user name is paused after too many wrong passwords."""
 
 
 class StateUnavailableError(ModelDepotError, ConnectionError):

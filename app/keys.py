@@ -72,6 +72,10 @@ class Keys:
         """STRING with TTL: JSON of the logged-in user; keyed by a hash so tokens never sit in Redis."""
         return f"{self.sessions}:{hashlib.sha256(token.encode()).hexdigest()}"
 
+    def login_failures(self, name: str) -> str:
+        """STRING counter with TTL: recent wrong passwords for a user name (keyed by a hash of the name)."""
+        return f"{self.prefix}:login-failures:{hashlib.sha256(name.encode()).hexdigest()}"
+
     def heartbeat(self, job_id: str) -> str:
         """STRING with TTL: present while the job's work-horse is alive."""
         return f"{self.prefix}:heartbeat:{job_id}"

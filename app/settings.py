@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     auth_header_role: str = Field(default="viewer", description="Role of users from the trusted header.")
     auth_admins: str = Field(default="", description="Comma-separated header users who are admins.")
     session_ttl: int = Field(default=7 * 24 * 3600, gt=0, description="Login session lifetime (s).")
+    login_max_failures: int = Field(default=5, ge=1, description="Wrong passwords before a user's sign-in pauses.")
+    login_pause_s: int = Field(default=300, gt=0, description="How long sign-in pauses after the last wrong one (s).")
 
     @field_validator("redis_url")
     @classmethod

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import COOKIE_NAME, Authenticator, User
-from app.errors import ModelDepotError, PermissionDeniedError
+from app.errors import ModelDepotError, PermissionDeniedError, TooManySignInsError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ def add_login_routes(app: FastAPI, auth: Authenticator, *, session_ttl: int) -> 
         next_path = safe_next(str(form.get("next", "/")))
         try:
             user, token = await run_in_threadpool(auth.login, name, password)
+        except TooManySignInsError as e:
+            log.warning("sign-in paused for %r (from %s)", name[:64], request.client.host if request.client else "?")
+            return _login_page(next_path, str(e), status_code=429)
         except PermissionDeniedError as e:
             log.info("failed sign-in for %r from %s", name[:64], request.client.host if request.client else "?")
             return _login_page(next_path, str(e), status_code=401)

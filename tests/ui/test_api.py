@@ -157,6 +157,22 @@ def test_a_login_works_on_every_worker_and_survives_a_restart(ui_settings: Setti
         restarted_controller.close()
 
 
+def test_wrong_passwords_pause_sign_in_on_every_worker(ui_settings: Settings, users_file: Path,
+                                                        serve_ui: Callable[..., Any]) -> None:
+    settings = ui_settings.model_copy(update={"auth_file": users_file, "login_max_failures": 3})
+    first, _ = serve_ui(settings)
+    second, _ = serve_ui(settings)
+
+    def sign_in(url: str, name: str, password: str) -> httpx.Response:
+        return httpx.post(url + "/login", data={"username": name, "password": password}, timeout=10)
+
+    assert [sign_in(first.url, "alice", "guess").status_code for _ in range(3)] == [401, 401, 401]
+    paused = sign_in(second.url, "alice", PASSWORDS["alice"])  # even the right password waits
+    assert paused.status_code == 429 and "Too many wrong passwords for &#x27;alice&#x27;" in paused.text
+    assert "Try again in 5 minutes" in paused.text
+    assert sign_in(second.url, "bob", PASSWORDS["bob"]).status_code == 303  # other names are not paused
+
+
 def test_the_poll_makes_no_redis_call(ui_settings: Settings, serve_ui: Callable[..., Any],
                                       redis_client: redis.Redis) -> None:
     """200 polls of the page's version route cost no Redis command (only the listener's own 2 s version poll)."""

@@ -14,6 +14,7 @@ from app.auth import (
     Authenticator,
     Role,
     SessionStore,
+    SignInThrottle,
     User,
     UsersFile,
     authenticator_from_settings,
@@ -23,7 +24,7 @@ from app.auth import (
     parse_users,
     verify_password,
 )
-from app.errors import ConfigError, PermissionDeniedError
+from app.errors import ConfigError, PermissionDeniedError, TooManySignInsError
 from app.keys import Keys
 from app.settings import Settings
 
@@ -98,6 +99,27 @@ def test_login_and_roles(redis_client: redis.Redis, tmp_path: Path) -> None:
     assert auth.user_for(Req()) is None
     auth.logout(Req({COOKIE_NAME: token}))
     assert auth.user_for(Req({COOKIE_NAME: token})) is None
+
+
+def test_sign_in_pauses_after_wrong_passwords_and_a_success_resets(redis_client: redis.Redis,
+                                                                  tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text(make_entry("alice", "admin", "pw") + "\n")
+    keys = Keys("md")
+    throttle = SignInThrottle(redis_client, keys, max_failures=2, pause_s=90)
+    auth = Authenticator(users=UsersFile(path), sessions=SessionStore(redis_client, keys, ttl=60), throttle=throttle)
+    with pytest.raises(PermissionDeniedError, match="Wrong user name"):
+        auth.login("alice", "nope")
+    auth.login("alice", "pw")  # a success forgets the earlier wrong password
+    for _ in range(2):
+        with pytest.raises(PermissionDeniedError, match="Wrong user name"):
+            auth.login(" alice", "nope")
+    with pytest.raises(TooManySignInsError, match="Try again in 2 minutes"):
+        auth.login("alice", "pw")
+    assert 0 < redis_client.ttl(keys.login_failures("alice")) <= 90
+    assert "alice" not in str(redis_client.keys("*"))  # the name is hashed in the key
+    redis_client.delete(keys.login_failures("alice"))  # the pause ran out
+    assert auth.login("alice", "pw")[0].name == "alice"
 
 
 def test_trusted_header(tmp_path: Path) -> None:
