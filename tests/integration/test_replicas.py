@@ -18,6 +18,7 @@ import redis
 from app.controller import Controller
 from app.settings import Settings
 from app.snapshot import persist, write_file
+from tests.integration.stack import wait_for
 from tests.redis_server import RedisServer
 
 CTX = mp.get_context("spawn")
@@ -27,7 +28,7 @@ def _settings(url: str, data_dir: Path) -> Settings:
     return Settings(redis_url=url, data_dir=data_dir)
 
 
-def _replica_process(url: str, data_dir: str, index: int, writes: int, out: Any, go: Any) -> None:
+def _replica_process(url: str, data_dir: str, index: int, writes: int, total: int, out: Any, go: Any) -> None:
     controller = Controller(_settings(url, Path(data_dir)))
     go.wait(10)
     for i in range(writes):
@@ -37,14 +38,11 @@ def _replica_process(url: str, data_dir: str, index: int, writes: int, out: Any,
         else:
             controller.download_model(name, requested_by=f"p{index}")
         controller.add_log(f"p{index} wrote {i}")
-    deadline = time.monotonic() + 20
-    target = None
-    while time.monotonic() < deadline:
-        target = controller.store.read_version()
-        if controller.version >= target and target >= writes * 2:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # every process's writes are in Redis, and this replica applied them
+        if controller.version >= controller.store.read_version() >= total:
             break
         time.sleep(0.05)
-    time.sleep(0.5)
     out.put((index, controller.version, controller.fetch_models(), controller.get_logs()))
     controller.close()
 
@@ -66,13 +64,15 @@ def _wait_converged(controllers: list[Controller], url: str, data_dir: Path, tim
 
 def test_replicas_in_separate_processes_converge(redis_url: str, data_dir: Path) -> None:
     out, go = CTX.Queue(), CTX.Event()
-    procs = [CTX.Process(target=_replica_process, args=(redis_url, str(data_dir), i, 40, out, go))
-             for i in range(3)]
+    writes, count = 40, 3
+    procs = [CTX.Process(target=_replica_process, args=(redis_url, str(data_dir), i, writes, writes * 2 * count,
+                                                        out, go))
+             for i in range(count)]
     for p in procs:
         p.start()
     time.sleep(2)
     go.set()
-    results = [out.get(timeout=60) for _ in procs]
+    results = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(10)
     version, models, logs = _redis_view(redis_url, data_dir)
@@ -151,11 +151,21 @@ while True:
 """
 
 
+def _file_version(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["version"])
+    except FileNotFoundError:
+        return -1
+
+
 def test_sigkill_while_writing_never_leaves_a_truncated_file(tmp_path: Path) -> None:
     path = tmp_path / "controller_state.json"
     for round_ in range(15):
-        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(round_ * 1_000_000)], env={**os.environ})
-        time.sleep(0.3 + (round_ % 5) * 0.07)
+        first = round_ * 1_000_000
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(first)], env={**os.environ})
+        # kill only once this writer is in its loop (its start-up takes long on a loaded machine), at varied moments
+        wait_for(lambda first=first: _file_version(path) >= first, 60, f"writer {round_} to write once")
+        time.sleep((round_ % 5) * 0.07)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if path.exists():
