@@ -126,7 +126,7 @@ def test_two_users_on_two_workers_behind_the_balancer(stack: Stack, browser: Any
     page_b.screenshot(path=str(artifacts / "b-confirm-remove.png"), full_page=True)
     page_b.click("#md-confirm-yes")
     page_a.wait_for_selector(row("org/big"), state="detached", timeout=30_000)
-    wait_until(lambda: "removed org/big" in page_a.inner_text("#md-logs"), 5, "the log to follow")
+    wait_until(lambda: "removed org/big" in page_a.inner_text("#md-logs"), 15, "the log to follow")
     page_a.screenshot(path=str(artifacts / "a-removed.png"), full_page=True)
 
     # No stickiness: each page's events went to both workers.
