@@ -6,8 +6,6 @@ routes and the page come from :func:`app.gradio_server.mount`, which adds them t
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -16,15 +14,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from app.errors import ModelDepotError
+from app.gradio_server import mount
 from app.metrics import build_registry
 from app.settings import Settings
 
 if TYPE_CHECKING:
     from app.controller import Controller
-
-log = logging.getLogger(__name__)
-
-UI_MODULE = "app.gradio_server"
 
 
 def create_app(controller: Controller, settings: Settings) -> FastAPI:
@@ -35,7 +30,7 @@ def create_app(controller: Controller, settings: Settings) -> FastAPI:
     """
     app = FastAPI(title="Model Depot", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(ops_router(controller, build_registry(controller)))
-    return mount_ui(app, controller, settings)
+    return mount(app, controller, settings)
 
 
 def ops_router(controller: Controller, registry: CollectorRegistry) -> APIRouter:
@@ -72,17 +67,3 @@ def not_ready_reason(controller: Controller) -> str | None:
             f"{controller.version_lag} behind); it resyncs by itself within seconds"
         )
     return None
-
-
-def mount_ui(app: FastAPI, controller: Controller, settings: Settings) -> FastAPI:
-    """Add the UI's sign-in routes and mount the page at ``/`` (``app.gradio_server.mount``).
-
-    Without ``app/gradio_server.py`` only the ops endpoints are served.
-    """
-    if importlib.util.find_spec(UI_MODULE) is None:
-        log.warning("no %s: serving the ops endpoints only", UI_MODULE)
-        return app
-    from app.gradio_server import mount
-
-    with_ui: FastAPI = mount(app, controller, settings)
-    return with_ui

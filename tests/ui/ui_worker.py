@@ -13,22 +13,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.controller import Controller
-from app.gradio_server import mount
+from app.web import create_app
 
 
 def build_app(controller: Controller) -> FastAPI:
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    try:
-        from app.metrics import build_registry
-        from app.web import ops_router
-    except ImportError:  # the ops routes are another module's; a bare /healthz keeps health checks going
-
-        @app.get("/healthz")
-        def healthz() -> dict[str, bool]:
-            return {"ok": True}
-    else:
-        app.include_router(ops_router(controller, build_registry(controller)))
-    return mount(app, controller)
+    return create_app(controller, controller.settings)
 
 
 def main() -> None:
