@@ -175,18 +175,7 @@ def _redis_line(report: HealthReport) -> str:
 
 
 def _queues_table(report: HealthReport) -> Table:
-    table = Table(
-        "QUEUE",
-        "RQ NAME",
-        "QUEUED",
-        "RUNNING",
-        "FAILED",
-        "WORKERS",
-        title="Queues",
-        title_justify="left",
-        box=None,
-        header_style="bold",
-    )
+    table = _titled_table("Queues", "QUEUE", "RQ NAME", "QUEUED", "RUNNING", "FAILED", "WORKERS")
     for q in report.queues:
         workers = f"[red]{q.workers_alive}[/]" if q.workers_alive == 0 else str(q.workers_alive)
         table.add_row(q.kind, q.name, str(q.queued), str(q.running), str(q.failed), workers)
@@ -194,18 +183,7 @@ def _queues_table(report: HealthReport) -> Table:
 
 
 def _workers_table(report: HealthReport) -> Table:
-    table = Table(
-        "WORKER",
-        "HOST",
-        "PID",
-        "STATE",
-        "CURRENT JOB",
-        "HEARTBEAT",
-        title="Workers",
-        title_justify="left",
-        box=None,
-        header_style="bold",
-    )
+    table = _titled_table("Workers", "WORKER", "HOST", "PID", "STATE", "CURRENT JOB", "HEARTBEAT")
     for w in report.workers:
         state = escape(w.state) if w.alive else "[red]gone[/]"
         age = "" if w.heartbeat_age_s is None else f"{w.heartbeat_age_s:.0f}s ago"
@@ -214,6 +192,11 @@ def _workers_table(report: HealthReport) -> Table:
     if not report.workers:
         table.add_row("[red](none)[/]", "", "", "", "", "")
     return table
+
+
+def _titled_table(title: str, *columns: str) -> Table:
+    """A borderless table with its title above it, as ``modeldepot status`` prints them."""
+    return Table(*columns, title=title, title_justify="left", box=None, header_style="bold")
 
 
 def _models_line(report: HealthReport) -> str:
