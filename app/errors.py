@@ -24,6 +24,7 @@ code, so callers (the UI, the CLI) handle one family. Every message says what to
         ├── DiskFullError
         ├── IntegrityError
         └── JobCancelledError
+            └── JobPausedError      (stopped on purpose, partial files kept)
 """
 
 from __future__ import annotations
@@ -114,3 +115,7 @@ class IntegrityError(DownloadError):
 
 class JobCancelledError(DownloadError):
     """The job was cancelled by a user."""
+
+
+class JobPausedError(JobCancelledError):
+    """The job was paused by a user: it stops like a cancel, but its partial files stay for a resume."""

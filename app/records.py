@@ -18,24 +18,43 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     REMOVING = "removing"
+    PAUSED = "paused"
 
 
 TRANSIENT = frozenset({Status.QUEUED, Status.DOWNLOADING, Status.REMOVING})
 FINISHED = frozenset({Status.READY, Status.FAILED, Status.CANCELLED})
+STOPPED = frozenset({Status.FAILED, Status.CANCELLED, Status.PAUSED})
+"""Statuses a download rests in with its partial files possibly kept on the volume (paused, failed, cancelled)."""
 
 # Who may move a record where. A job can never take a `ready` model back to `downloading`; only a user's
 # new request (ready -> queued, at another commit) can.
 _ALLOWED: dict[Status | None, frozenset[Status | None]] = {
     None: frozenset({Status.QUEUED, Status.READY}),
     Status.QUEUED: frozenset({Status.QUEUED, Status.DOWNLOADING, Status.CANCELLED, Status.FAILED,
-                              Status.REMOVING}),
+                              Status.REMOVING, Status.PAUSED}),
     Status.DOWNLOADING: frozenset({Status.DOWNLOADING, Status.QUEUED, Status.READY, Status.FAILED,
-                                   Status.CANCELLED, Status.REMOVING}),
+                                   Status.CANCELLED, Status.REMOVING, Status.PAUSED}),
+    Status.PAUSED: frozenset({Status.PAUSED, Status.QUEUED, Status.CANCELLED, Status.REMOVING}),
     Status.READY: frozenset({Status.READY, Status.QUEUED, Status.REMOVING, Status.FAILED}),
     Status.FAILED: frozenset({Status.FAILED, Status.QUEUED, Status.REMOVING, Status.READY}),
     Status.CANCELLED: frozenset({Status.CANCELLED, Status.QUEUED, Status.REMOVING, Status.READY}),
     Status.REMOVING: frozenset({Status.REMOVING, Status.FAILED, None}),
 }
+
+
+class RetryState(BaseModel):
+    """A download waiting out a transient Hub or network failure: shown live as "retrying in 8 s after HTTP 503"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    """Tries since the last byte arrived (1 = the first retry of this outage)."""
+    in_s: float
+    """Seconds from ``updated_at`` until the next try."""
+    cause: str
+    """What failed, in a few words (``HTTP 503``, ``connection reset``, ``no data for 30 s``)."""
+    since: float
+    """Unix time the outage began (the last time a byte arrived)."""
 
 
 class ModelRecord(BaseModel):
@@ -64,6 +83,8 @@ class ModelRecord(BaseModel):
     job_id: str | None = None
     attempt: int = 0
     cancel_requested: bool = False
+    pause_requested: bool = False
+    retry: RetryState | None = None
     updated_at: float = Field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
