@@ -214,7 +214,9 @@ def pull(
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option("--wait", "-w", help="Show progress until ready; exit non-zero if it fails or is cancelled."),
+        typer.Option(
+            "--wait", "-w", help="Show progress until ready; exit non-zero if it fails, is cancelled or is paused."
+        ),
     ] = False,
     timeout: Annotated[
         float | None,
@@ -272,6 +274,8 @@ def report_finished(name: str, record: dict[str, Any] | None) -> None:
         fail(f"download of {name} failed: {reason}. Fix the cause, then run `modeldepot pull {name}` again.")
     if record["status"] == Status.CANCELLED:
         fail(f"download of {name} was cancelled.")
+    if record["status"] == Status.PAUSED:
+        fail(f"{name} is paused; resume it with `modeldepot resume {name}`.")
     say(f"{name} is ready: {human_bytes(record.get('size_bytes') or 0)} at commit {(record.get('commit') or '')[:7]}.")
 
 
@@ -335,9 +339,23 @@ def confirm_removal(record: dict[str, Any]) -> None:
 
 @cli.command(epilog=examples("modeldepot cancel org/name"))
 def cancel(model: ModelArg) -> None:
-    """Cancel a queued or running download; its partial files are deleted."""
+    """Cancel a queued, running or paused download; its partial files are deleted."""
     with open_controller() as controller:
         say(controller.cancel_download(model, requested_by=current_user()).message)
+
+
+@cli.command(epilog=examples("modeldepot pause org/name", "modeldepot resume org/name"))
+def pause(model: ModelArg) -> None:
+    """Pause a queued or running download; its partial files stay for `modeldepot resume`."""
+    with open_controller() as controller:
+        say(controller.pause_download(model, requested_by=current_user()).message)
+
+
+@cli.command(epilog=examples("modeldepot resume org/name", "modeldepot resume org/name@v1.0"))
+def resume(model: ModelArg) -> None:
+    """Queue a paused download again; it goes on from the files already downloaded."""
+    with open_controller() as controller:
+        say(controller.resume_download(model, requested_by=current_user()).message)
 
 
 @cli.command(epilog=examples("modeldepot verify org/name"))

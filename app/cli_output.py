@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from app.records import retry_text as retry_text
 from app.units import human_bytes as human_bytes
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ STATUS_STYLE = {
     "downloading": "cyan",
     "queued": "blue",
     "removing": "magenta",
+    "paused": "dark_orange",
 }
 
 
@@ -77,8 +79,10 @@ def _revision_cell(record: Record) -> str:
 def _status_cell(record: Record) -> str:
     status = str(record.get("status"))
     text = f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
-    if status == "downloading" and record.get("bytes_total"):
+    if status in ("downloading", "paused") and record.get("bytes_total"):
         text += f" {100 * record.get('bytes_done', 0) / record['bytes_total']:.0f}%"
+    if retry := retry_text(record):
+        text += f", {escape(retry)}"
     if status == "failed" and record.get("error"):
         text += f": {escape(shorten(str(record['error']), ERROR_WIDTH))}"
     return text
@@ -88,12 +92,12 @@ def progress_line(record: Record) -> str:
     """One plain line about a download, for logs and pipes."""
     name, status = record["name"], record.get("status")
     if status != "downloading" or not record.get("bytes_total"):
-        return f"{name}: {status}"
+        return ", ".join(part for part in (f"{name}: {status}", retry_text(record)) if part)
     done, total = int(record.get("bytes_done", 0)), int(record["bytes_total"])
-    return (
-        f"{name}: downloading {human_bytes(done)} / {human_bytes(total)} ({100 * done / total:.0f}%) "
+    pace = retry_text(record) or (
         f"at {human_bytes(record.get('speed_bps') or 0)}/s, ETA {human_duration(record.get('eta_s'))}"
     )
+    return f"{name}: downloading {human_bytes(done)} / {human_bytes(total)} ({100 * done / total:.0f}%) {pace}"
 
 
 class DownloadView:
@@ -137,7 +141,8 @@ class DownloadView:
             self._update_bar(self._progress, record)
 
     def _update_bar(self, progress: Progress, record: Record) -> None:
-        description = escape(f"{record['name']} {record.get('status')}")
+        retry = retry_text(record)
+        description = escape(f"{record['name']} {record.get('status')}" + (f", {retry}" if retry else ""))
         done, total = int(record.get("bytes_done") or 0), int(record.get("bytes_total") or 0) or None
         speed = f"{human_bytes(record.get('speed_bps') or 0)}/s"
         eta = human_duration(record.get("eta_s"))

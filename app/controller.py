@@ -12,6 +12,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from app.connection import connect
 from app.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
 from app.jobqueue import JobQueue, new_job_id
 from app.keys import Keys
-from app.records import ModelRecord, Status
+from app.records import FINISHED, ModelRecord, Status
 from app.settings import Settings, get_settings
 from app.store import LogEntry, Store, Unchanged
 from app.sync import Applied, Listener, Replica
@@ -32,6 +33,11 @@ from app.validation import parse_model_name, validate_patterns, validate_revisio
 log = logging.getLogger(__name__)
 
 SYSTEM_USER = "modeldepot"
+
+_STOPPABLE = frozenset({Status.QUEUED, Status.DOWNLOADING})
+"""Statuses a cancel or a pause can stop."""
+_RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED})
+_RESUMABLE = frozenset({Status.PAUSED})
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,30 @@ class Outcome:
     message: str
     changed: bool
     job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """How cancel and pause differ; everything else about stopping a download they share."""
+
+    verb: str
+    status: Status
+    """What a queued download becomes at once (a running one when its job sees ``flag``)."""
+    flag: str
+    """The record field the running job watches."""
+    done: str
+    doing: str
+    stop_job_now: bool
+    """Send RQ's stop-job command at once. A pause does not: its job stops on ``flag`` within a second and
+    keeps its files; the watchdog sends the command only if it did not (see ``app/watchdog.py``)."""
+    discards: bool
+    """Delete the partial files of a download stopped while queued."""
+
+
+_CANCEL = _Stop("cancel", Status.CANCELLED, "cancel_requested", "Cancelled", "Cancelling", stop_job_now=True,
+                discards=True)
+_PAUSE = _Stop("pause", Status.PAUSED, "pause_requested", "Paused", "Pausing", stop_job_now=False,
+               discards=False)
 
 
 class Controller:
@@ -183,73 +213,136 @@ class Controller:
             NotFoundError, ConflictError, StateUnavailableError.
         """
         name = _record_name(model_name)
-        who = requested_by or SYSTEM_USER
+        job_id = self._requeue(name, requested_by or SYSTEM_USER, _RETRYABLE, _not_retryable, what="retried")
+        return Outcome(name, f"Queued {name} again.", True, job_id)
+
+    def resume_download(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Queue a paused download again; it goes on from the files it already has on the volume.
+
+        Raises:
+            NotFoundError, ConflictError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        job_id = self._requeue(name, requested_by or SYSTEM_USER, _RESUMABLE, _not_resumable, what="resumed")
+        return Outcome(name, f"Resumed {name}; it goes on from what is already downloaded.", True, job_id)
+
+    def _requeue(self, name: str, who: str, allowed: frozenset[Status], refusal: Callable[[str, Status], str], *,
+                 what: str) -> str:
+        """Move a stopped download back to ``queued`` under a new job and enqueue it; returns the job id.
+
+        The bytes counts stay: the files on the volume are resumed, and the worker recomputes them anyway.
+        """
         job_id = new_job_id("dl")
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
             current = _require(name, current)
-            if current.status not in (Status.FAILED, Status.CANCELLED):
-                raise ConflictError(f"{name} is {current.status.value}; only failed or cancelled "
-                                    "downloads can be retried.")
+            if current.status not in allowed:
+                raise ConflictError(refusal(name, current.status))
             record = current.model_copy(update={
                 "status": Status.QUEUED, "job_id": job_id, "attempt": 1, "error": None, "requested_by": who,
                 "requested_at": time.time(), "finished_at": None, "cancel_requested": False,
-                "bytes_done": 0, "files_done": 0, "speed_bps": 0.0, "eta_s": None})
-            return record, LogEntry(who, f"retried download of {name}")
+                "pause_requested": False, "retry": None, "files_done": 0, "speed_bps": 0.0, "eta_s": None})
+            return record, LogEntry(who, f"{what} download of {name}")
 
         self._apply_own(self.store.update(name, mutate))
         self._enqueue_download(name, job_id)
-        return Outcome(name, f"Queued {name} again.", True, job_id)
+        return job_id
 
     def cancel_download(self, model_name: str, requested_by: str | None = None) -> Outcome:
-        """Cancel a queued or running download; its partial files are deleted.
+        """Cancel a queued, running or paused download; its partial files are deleted.
 
         Raises:
             NotFoundError, ConflictError, StateUnavailableError.
         """
         name = _record_name(model_name)
         who = requested_by or SYSTEM_USER
-        current = self.store.get(name)
-        current = _require(name, current)
-        if current.status not in (Status.QUEUED, Status.DOWNLOADING):
+        current = _require(name, self.store.get(name))
+        if current.status is Status.PAUSED:
+            outcome = self._cancel_paused(name, who)
+            if outcome is not None:
+                return outcome
+            current = _require(name, self.store.get(name))  # resumed in between: cancel it where it is now
+        if current.status not in _STOPPABLE:
             raise ConflictError(f"{name} is {current.status.value}, not downloading; nothing to cancel.")
-        if current.job_id and self.jobs.cancel_queued(current.job_id):
-            return self._mark_cancelled_queued(name, current.job_id, who)
-        self._request_cancel(name, who)
-        if current.job_id:
-            self.jobs.stop_running(current.job_id)
-        return Outcome(name, f"Cancelling {name}…", True, current.job_id)
+        return self._stop(name, current, who, _CANCEL)
 
-    def _mark_cancelled_queued(self, name: str, job_id: str, who: str) -> Outcome:
+    def pause_download(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Pause a queued or running download; its partial files stay for :meth:`resume_download`.
+
+        Raises:
+            NotFoundError, ConflictError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        current = _require(name, self.store.get(name))
+        if current.status not in _STOPPABLE:
+            raise ConflictError(_not_pausable(name, current.status))
+        if current.cancel_requested:
+            raise ConflictError(f"{name} is being cancelled; it cannot be paused.")
+        return self._stop(name, current, requested_by or SYSTEM_USER, _PAUSE)
+
+    def _stop(self, name: str, current: ModelRecord, who: str, stop: _Stop) -> Outcome:
+        """Take a waiting job off its queue and mark the record at once, or ask the running job to stop."""
+        if current.job_id and self.jobs.cancel_queued(current.job_id):
+            return self._mark_stopped_queued(name, current.job_id, who, stop)
+        return self._stop_running(name, current.job_id, who, stop)
+
+    def _mark_stopped_queued(self, name: str, job_id: str, who: str, stop: _Stop) -> Outcome:
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
             if current is None or current.job_id != job_id or current.status is not Status.QUEUED:
                 raise Unchanged
-            record = current.model_copy(update={"status": Status.CANCELLED, "finished_at": time.time(),
-                                                 "speed_bps": 0.0, "eta_s": None})
-            return record, LogEntry(who, f"cancelled download of {name} (was queued)")
+            finished_at = time.time() if stop.status in FINISHED else current.finished_at
+            record = current.model_copy(update={"status": stop.status, "finished_at": finished_at,
+                                                 "speed_bps": 0.0, "eta_s": None, "retry": None})
+            return record, LogEntry(who, f"{stop.status.value} download of {name} (was queued)")
 
         event = self.store.update(name, mutate)
         if event is None:  # a worker took it in between; stop it where it runs
-            self._request_cancel(name, who)
-            self.jobs.stop_running(job_id)
-            return Outcome(name, f"Cancelling {name}…", True, job_id)
+            return self._stop_running(name, job_id, who, stop)
         self._apply_own(event)
         record = self.store.get(name)
-        if record is not None and record.attempt > 1:
-            self.jobs.enqueue_discard(record.repo_id, record.commit)
+        if stop.discards and record is not None and (record.attempt > 1 or record.bytes_done > 0):
+            self.jobs.enqueue_discard(record.repo_id, record.commit)  # files of an earlier attempt or a pause
         self._save_state()
-        return Outcome(name, f"Cancelled {name}.", True, job_id)
+        return Outcome(name, f"{stop.done} {name}.", True, job_id)
 
-    def _request_cancel(self, name: str, who: str) -> None:
+    def _stop_running(self, name: str, job_id: str | None, who: str, stop: _Stop) -> Outcome:
+        asked = self._request_stop(name, who, stop)
+        if stop.stop_job_now and job_id:
+            self.jobs.stop_running(job_id)
+        if not asked and not stop.stop_job_now:
+            return Outcome(name, f"{name} is already {stop.doing.lower()}; wait a moment.", False, job_id)
+        return Outcome(name, f"{stop.doing} {name}…", True, job_id)
+
+    def _request_stop(self, name: str, who: str, stop: _Stop) -> bool:
+        """Set the record's ``cancel_requested``/``pause_requested``; the job's progress check sees it within a
+        second. False if it was set already (or the download ended)."""
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.status not in (Status.QUEUED, Status.DOWNLOADING):
+            if current is None or current.status not in _STOPPABLE or getattr(current, stop.flag):
                 raise Unchanged
-            if current.cancel_requested:
-                raise Unchanged
-            return current.model_copy(update={"cancel_requested": True}), LogEntry(
-                who, f"asked to cancel the download of {name}")
+            return current.model_copy(update={stop.flag: True}), LogEntry(
+                who, f"asked to {stop.verb} the download of {name}")
 
-        self._apply_own(self.store.update(name, mutate))
+        event = self.store.update(name, mutate)
+        self._apply_own(event)
+        return event is not None
+
+    def _cancel_paused(self, name: str, who: str) -> Outcome | None:
+        """paused -> cancelled, and a job deletes the partial files; None if the record is no longer paused."""
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.status is not Status.PAUSED:
+                raise Unchanged
+            record = current.model_copy(update={"status": Status.CANCELLED, "finished_at": time.time(),
+                                                 "pause_requested": False, "retry": None})
+            return record, LogEntry(who, f"cancelled download of {name} (was paused)")
+
+        event = self.store.update(name, mutate)
+        if event is None:
+            return None
+        self._apply_own(event)
+        record = ModelRecord.model_validate(event["record"])
+        self.jobs.enqueue_discard(record.repo_id, record.commit)
+        self._save_state()
+        return Outcome(name, f"Cancelled {name}.", True, record.job_id)
 
     def remove_model(self, model_name: str, requested_by: str | None = None) -> Outcome:
         """Delete a model's files (as a job) and drop it from the list; cancels its download first.
@@ -375,6 +468,22 @@ def _split(model_name: str, revision: str | None) -> tuple[str, str | None]:
 def _record_name(model_name: str) -> str:
     repo_id, revision = _split(model_name, None)
     return repo_id if revision is None else f"{repo_id}@{revision}"
+
+
+def _not_pausable(name: str, status: Status) -> str:
+    if status is Status.PAUSED:
+        return f"{name} is already paused; resume it to go on."
+    return f"{name} is {status.value}; only queued or downloading downloads can be paused."
+
+
+def _not_retryable(name: str, status: Status) -> str:
+    hint = "; resume it instead" if status is Status.PAUSED else ""
+    return f"{name} is {status.value}; only failed or cancelled downloads can be retried{hint}."
+
+
+def _not_resumable(name: str, status: Status) -> str:
+    hint = " (retry a failed or cancelled one instead)" if status in (Status.FAILED, Status.CANCELLED) else ""
+    return f"{name} is {status.value}; only paused downloads can be resumed{hint}."
 
 
 def _require(name: str, record: ModelRecord | None) -> ModelRecord:

@@ -1,4 +1,4 @@
-"""Following the live replica from a script: a model until it finishes, the event log as it grows.
+"""Following the live replica from a script: a model until it finishes or pauses, the event log as it grows.
 
 Both poll the replica the controller's listener keeps current, waking as soon as a new version arrives.
 """
@@ -9,12 +9,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from app.records import FINISHED
+from app.records import FINISHED, Status
 
 if TYPE_CHECKING:
     from app.controller import Controller
 
 Record = dict[str, Any]
+
+END_STATES = FINISHED | {Status.PAUSED}
+"""Where following a download stops: nothing moves a record on from these without a person (or a new pull)."""
 
 
 class WaitTimeout(Exception):
@@ -33,7 +36,7 @@ def follow_model(
     timeout: float | None = None,
     poll: float = 0.5,
 ) -> Record | None:
-    """Call ``on_change`` whenever the record changes; return it once finished (None once removed).
+    """Call ``on_change`` whenever the record changes; return it once in :data:`END_STATES` (None once removed).
 
     Raises:
         WaitTimeout: ``timeout`` seconds passed first.
@@ -45,7 +48,7 @@ def follow_model(
         if record != last:
             on_change(record)
             last = record
-        if record is None or record.get("status") in FINISHED:
+        if record is None or record.get("status") in END_STATES:
             return record
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(record)

@@ -80,6 +80,11 @@ class Keys:
         """STRING with TTL: present while the job's work-horse is alive."""
         return f"{self.prefix}:heartbeat:{job_id}"
 
+    def partial_claim(self, repo_folder: str, etag: str) -> str:
+        """STRING with TTL: the job writing ``<repo_folder>/blobs/<etag>.incomplete``; one writer per partial, on
+        any host (the file lock beside it only guards one host)."""
+        return f"{self.prefix}:partial:{repo_folder}:{etag}"
+
     @property
     def metrics(self) -> str:
         """HASH: cluster-wide counters (downloads started/succeeded/failed, bytes downloaded)."""

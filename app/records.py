@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -96,6 +97,19 @@ class ModelRecord(BaseModel):
     @classmethod
     def from_json(cls, raw: str | bytes) -> ModelRecord:
         return cls.model_validate_json(raw)
+
+
+def retry_text(record: Mapping[str, Any], *, now: float | None = None) -> str:
+    """``"retrying in 8 s after HTTP 503"`` for a download waiting out an outage, ``""`` otherwise (page and CLI).
+
+    The seconds left count down from the record's last write (``updated_at + retry.in_s``), never below 0.
+    """
+    retry = record.get("retry")
+    if not isinstance(retry, dict) or record.get("status") != Status.DOWNLOADING:
+        return ""
+    due = float(record.get("updated_at") or 0) + float(retry.get("in_s") or 0)
+    left = max(0.0, due - (time.time() if now is None else now))
+    return f"retrying in {left:.0f} s after {retry.get('cause') or 'an error'}"
 
 
 def check_transition(name: str, old: Status | None, new: Status | None) -> None:

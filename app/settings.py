@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
+from app.units import parse_size
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -45,6 +47,31 @@ class Settings(BaseSettings):
     session_ttl: int = Field(default=7 * 24 * 3600, gt=0, description="Login session lifetime (s).")
     login_max_failures: int = Field(default=5, ge=1, description="Wrong passwords before a user's sign-in pauses.")
     login_pause_s: int = Field(default=300, gt=0, description="How long sign-in pauses after the last wrong one (s).")
+
+    stall_s: float = Field(default=30.0, gt=0, description="A transfer with no new byte this long is stalled (s).")
+    retry_window_s: float = Field(
+        default=900.0, gt=0, description="A download fails after this long without any new byte despite retries (s)."
+    )
+    max_bandwidth: int | None = Field(
+        default=None, description="Most bytes per second one worker downloads (50MB, 400MiB, bytes); unset: no cap."
+    )
+    max_files: int = Field(default=8, ge=1, le=64, description="Files of one download transferred at a time.")
+    transfer: Literal["auto", "http", "xet"] = Field(
+        default="auto", description="auto and http: resumable HTTP ranges; xet: hf_xet for Xet-backed files."
+    )
+    partial_ttl_s: float = Field(
+        default=7 * 24 * 3600.0, ge=0, description="Partial files no record owns are swept after this long (s)."
+    )
+
+    @field_validator("max_bandwidth", mode="before")
+    @classmethod
+    def _parse_bandwidth(cls, value: object) -> int | None:
+        if value in (None, ""):
+            return None
+        rate = parse_size(value)  # type: ignore[arg-type]
+        if rate <= 0:
+            raise ValueError("must be a positive size per second, e.g. 50MB or 400MiB (unset it for no cap)")
+        return rate
 
     @field_validator("redis_url")
     @classmethod
@@ -85,8 +112,23 @@ def get_settings() -> Settings:
     """
     try:
         return Settings()
+    except ValidationError as e:
+        raise ConfigError(f"{_describe(e)} Fix the environment and start again.") from e
     except ValueError as e:
         raise ConfigError(f"Invalid MODELDEPOT_* setting: {e}. Fix the environment and start again.") from e
+
+
+def _describe(error: ValidationError) -> str:
+    """One sentence per bad variable: its name, the value given, what is wrong and what it means."""
+    parts = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        info = Settings.model_fields.get(field)
+        variable = f"MODELDEPOT_{field.upper()}"
+        value = str(item.get("input"))[:40]
+        hint = f" ({info.description.rstrip('.')})" if info is not None and info.description else ""
+        parts.append(f"{variable}={value!r} is invalid: {item['msg'].removeprefix('Value error, ')}{hint}.")
+    return " ".join(parts)
 
 
 def reset_settings() -> None:

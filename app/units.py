@@ -13,3 +13,31 @@ def human_bytes(count: float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+_SIZE_FACTORS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+                 "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+                 "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(text: str | int | float) -> int:
+    """``"50MB"`` -> 50_000_000, ``"400MiB"`` -> 419_430_400, ``"1234"`` -> 1234 (kB/MB/GB decimal, KiB/MiB/GiB
+    binary, as ``human_bytes`` and the Hub write them).
+
+    Raises:
+        ValueError: not a size, or negative; the message gives examples.
+    """
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        raw = str(text).strip().lower().replace(" ", "")
+        raw = raw.removesuffix("/s")
+        digits = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = raw[len(digits):]
+        try:
+            value = float(digits)
+        except ValueError:
+            value = float("nan")
+    if unit not in _SIZE_FACTORS or not value >= 0:
+        raise ValueError(f"{str(text)[:40]!r} is not a size; use plain bytes or a unit, e.g. 50MB, 400MiB or 1GB")
+    return int(value * _SIZE_FACTORS[unit])

@@ -1,9 +1,11 @@
 """Finds downloads whose work-horse died and puts them right within seconds, not RQ's minutes.
 
 A ``downloading`` record whose heartbeat key expired is dead: it is queued again (a new job, attempt+1)
-until ``max_attempts``, then ``failed``. A ``queued`` or ``removing`` record whose RQ job is neither in a
-queue nor running (no heartbeat) — it vanished, or a worker took it and died — gets a new job. One pass
-runs at a time across all processes (a Redis lock).
+until ``max_attempts``, then ``failed``; one a user asked to cancel or pause becomes ``cancelled`` (its files
+deleted) or ``paused`` (its files kept) instead. A live download asked to cancel or pause whose record has not
+changed for :data:`_STOP_GRACE_S` (its job missed the flag) gets RQ's stop-job command. A ``queued`` or
+``removing`` record whose RQ job is neither in a queue nor running (no heartbeat) — it vanished, or a worker
+took it and died — gets a new job. One pass runs at a time across all processes (a Redis lock).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from app.store import LogEntry, Store, Unchanged, redis_errors
 log = logging.getLogger(__name__)
 
 _MISSING_JOB_GRACE_S = 10.0
+_STOP_GRACE_S = 5.0
+"""Seconds a download asked to cancel or pause may leave its record unchanged before RQ stops its job."""
 
 
 class Watchdog(threading.Thread):
@@ -84,8 +88,9 @@ class Watchdog(threading.Thread):
     def _check_running(self, name: str, record: ModelRecord, job_id: str, age: float) -> int:
         if age > self.settings.heartbeat_ttl and not self._beating(job_id):
             return self._revive(name, job_id)
-        if record.cancel_requested and age > 5:
-            self.jobs.stop_running(job_id)  # the first stop command may have been lost
+        if (record.cancel_requested or record.pause_requested) and age > _STOP_GRACE_S:
+            # a cancel's first stop command may have been lost; a pause sends none unless its job missed the flag
+            self.jobs.stop_running(job_id)
         return 0
 
     def _check_waiting(self, name: str, job_id: str) -> int:
@@ -115,10 +120,11 @@ class Watchdog(threading.Thread):
         record = decided[0]
         if record.status is Status.QUEUED:
             self.jobs.enqueue_download(name, new_job)
-        else:
+            return 1
+        if record.status is Status.CANCELLED:  # paused and failed downloads keep their files for a resume
             self.jobs.enqueue_discard(record.repo_id, record.commit)
-            if self.persist is not None:
-                self.persist()
+        if self.persist is not None:
+            self.persist()
         return 1
 
     def _check_removal(self, name: str, job_id: str) -> int:
@@ -142,16 +148,19 @@ class Watchdog(threading.Thread):
 def _after_death(name: str, current: ModelRecord, new_job: str,
                  max_attempts: int) -> tuple[ModelRecord, LogEntry]:
     now = time.time()
-    if current.cancel_requested:
-        return current.model_copy(update={"status": Status.CANCELLED, "finished_at": now, "speed_bps": 0.0,
-                                          "eta_s": None}), LogEntry("watchdog", f"cancelled download of {name}")
+    stopped = {"speed_bps": 0.0, "eta_s": None, "retry": None}
+    if current.cancel_requested:  # a cancel wins over a pause asked for before or after it
+        return current.model_copy(update={"status": Status.CANCELLED, "finished_at": now, **stopped}), LogEntry(
+            "watchdog", f"cancelled download of {name}")
+    if current.pause_requested:
+        return current.model_copy(update={"status": Status.PAUSED, "pause_requested": False, **stopped}), LogEntry(
+            "watchdog", f"paused download of {name}")
     if current.attempt < max_attempts:
         record = current.model_copy(update={"status": Status.QUEUED, "job_id": new_job,
-                                            "attempt": current.attempt + 1, "speed_bps": 0.0, "eta_s": None})
+                                            "attempt": current.attempt + 1, **stopped})
         return record, LogEntry("watchdog", f"the worker downloading {name} died; retrying (attempt "
                                             f"{current.attempt + 1} of {max_attempts})", level="warning")
     reason = (f"the download worker died {current.attempt} times while downloading; check the workers' "
               "logs and memory, then Retry")
-    record = current.model_copy(update={"status": Status.FAILED, "error": reason, "finished_at": now,
-                                        "speed_bps": 0.0, "eta_s": None})
+    record = current.model_copy(update={"status": Status.FAILED, "error": reason, "finished_at": now, **stopped})
     return record, LogEntry("watchdog", f"download of {name} failed: {reason}", level="error")

@@ -13,9 +13,10 @@ while streaming (a 1 GiB file is never held in memory; its sha256 is computed on
 pointerSize}`` and ``oid`` = git blob sha1 of the LFS pointer; smaller files have ``oid`` = git blob sha1 of
 their content.
 
-Faults (:meth:`HubServer.set_fault`) make it misbehave on purpose: ``500``, ``429`` (with ``Retry-After``),
-``404``, ``reset`` (half the body, then a clean close), ``rst`` (half the body, then a TCP reset), ``stall``
-(half the body, then silence) and ``corrupt`` (one byte flipped, same length).
+Faults (:meth:`HubServer.set_fault`) make it misbehave on purpose: ``500``, ``502``, ``504``, ``429`` and
+``503`` (both with ``Retry-After``), ``404``, ``reset`` (half the body or up to ``cut_at``, then a clean close),
+``rst`` (the same, then a TCP reset), ``stall`` (the same, then silence) and ``corrupt`` (one byte flipped, same
+length). Faults for one file can be queued (``append=True``) to script a sequence of attempts.
 
 Run it as a process for other test processes and benchmarks::
 
@@ -57,9 +58,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = frozenset({"500", "429", "404", "reset", "rst", "stall", "corrupt"})
+FAULT_KINDS = frozenset({"500", "502", "503", "504", "429", "404", "reset", "rst", "stall", "corrupt"})
 # Faults answered instead of the file (HEAD and GET by default) / faults that damage a GET body.
-STATUS_FAULTS = frozenset({"500", "429", "404"})
+STATUS_FAULTS = frozenset({"500", "502", "503", "504", "429", "404"})
 BODY_FAULTS = FAULT_KINDS - STATUS_FAULTS
 _CUT_FAULTS = frozenset({"reset", "rst", "stall"})
 
@@ -231,6 +232,7 @@ class _Fault:
     remaining: int  # -1 = forever
     retry_after: int
     methods: frozenset[str]
+    cut_at: int | None = None  # absolute file offset: where cut faults cut, which byte ``corrupt`` flips
 
 
 # ---------------------------------------------------------------------------------------------------- errors
@@ -273,12 +275,23 @@ def _gated(repo_id: str, token: str | None) -> _HubError:
     return _HubError(403, message, "GatedRepo")
 
 
+_GATEWAY_ERRORS = {
+    "502": "Bad Gateway",
+    "503": "Service Unavailable - the server is temporarily unable to handle the request.",
+    "504": "Gateway Timeout",
+}
+
+
 def _fault_error(fault: _Fault, commit: _Commit) -> _HubError:
     if fault.kind == "404":
         return _entry_not_found(commit)
-    if fault.kind == "429":
+    if fault.kind in ("429", "503"):
         headers = {"Retry-After": str(fault.retry_after), "X-Repo-Commit": commit.sha}
+        if fault.kind == "503":
+            return _HubError(503, _GATEWAY_ERRORS["503"], None, headers)
         return _HubError(429, "You have been rate-limited; retry later.", None, headers)
+    if fault.kind in _GATEWAY_ERRORS:
+        return _HubError(int(fault.kind), _GATEWAY_ERRORS[fault.kind])
     return _HubError(500, "Internal Error - We're working hard to fix this as soon as possible!")
 
 
@@ -290,7 +303,10 @@ class HubServer:
 
     Attributes that can be changed at any time:
         valid_tokens: bearer tokens that may download gated repos.
-        throttle_bps: bytes per second per GET body (None = as fast as possible).
+        throttle_bps: bytes per second per GET body (None = as fast as possible). Read before every piece of
+            a body, so a change applies to responses already streaming, from then on.
+        ignore_range: answer a GET that carries a ``Range`` header ``200`` with the whole file, as a CDN that
+            ignores ``Range`` does (faults still apply; the request is still in ``range_requests``).
         lfs_threshold: files at least this big (bytes) are LFS files; read by :meth:`add_repo`.
         tree_page_size: entries per page of a tree listing (the Hub uses 1000).
         stall_seconds: how long a ``stall`` fault holds a connection open at most.
@@ -300,6 +316,10 @@ class HubServer:
         max_concurrent_gets: ``(repo_id, path)`` -> peak number of simultaneous GETs of that file.
         requests: ``(method, url path)`` of every request, query string left out.
         range_requests: ``(repo_id, path, first byte)`` of every GET that carried a ``Range`` header.
+        bytes_served: ``(repo_id, path)`` -> body bytes of that file written to the socket by GETs, counted
+            after each write (a cut or reset body counts what was sent). A key appears once a body starts.
+            Call :meth:`wait_idle` first to read it after a download: the client can see the last bytes
+            before the server thread has counted them.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -307,6 +327,7 @@ class HubServer:
         self.port = port
         self.valid_tokens: set[str] = set()
         self.throttle_bps: int | None = None
+        self.ignore_range = False
         self.lfs_threshold = DEFAULT_LFS_THRESHOLD
         self.tree_page_size = 1000
         self.stall_seconds = 30.0
@@ -314,11 +335,13 @@ class HubServer:
         self.max_concurrent_gets: dict[tuple[str, str], int] = {}
         self.requests: list[tuple[str, str]] = []
         self.range_requests: list[tuple[str, str, int]] = []
+        self.bytes_served: dict[tuple[str, str], int] = {}
         self._repos: dict[str, _Repo] = {}
-        self._faults: dict[tuple[str, str | None], _Fault] = {}
+        self._faults: dict[tuple[str, str | None], list[_Fault]] = {}  # a queue per key: the first applies
         self._active_gets: dict[tuple[str, str], int] = {}
         self._commit_count = 0
         self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)  # notified when the last active GET ends
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -382,9 +405,14 @@ class HubServer:
         """Commit ``files`` (the whole tree) on ``branch`` and return the new commit sha.
 
         A value is the file's bytes, or a size: that many deterministic pseudo-random bytes. Calling it again
-        for the same repo makes a new commit on ``branch``; older commits stay resolvable by sha. ``tags``
-        maps tag names to a revision (branch, tag or sha) resolved after the commit, so
-        ``tags={"v1": "main"}`` tags the new commit. ``gated`` applies to the whole repo from now on.
+        for the same repo makes a new commit on ``branch`` whose tree is exactly ``files`` (files left out are
+        gone); older commits stay resolvable by sha and keep serving their content. ``tags`` maps tag names to
+        a revision (branch, tag or sha) resolved after the commit, so ``tags={"v1": "main"}`` tags the new
+        commit. ``gated`` applies to the whole repo from now on.
+
+        A generated file depends only on repo, path and size: committing the same size again gives the same
+        bytes. To change one file between attempts, give new bytes or a new size here, or use
+        :meth:`update_file`, which keeps the other files and always gives new bytes.
         """
         _check_repo_id(repo_id)
         built = {path: self._make_file(repo_id, path, spec) for path, spec in files.items()}
@@ -402,6 +430,36 @@ class HubServer:
                 if commit is None:
                     raise ValueError(f"tag {name!r}: unknown revision {target!r} in {repo_id}")
                 repo.tags[name] = commit.sha
+        return sha
+
+    def update_file(self, repo_id: str, path: str, spec: bytes | int, *, branch: str | None = None) -> str:
+        """Commit new content for one file on ``branch`` (the default branch) and return the new commit sha.
+
+        The other files of the branch's head commit are kept. ``spec`` is the new bytes, or a size: that many
+        pseudo-random bytes from a seed of their own, so they differ from every earlier version even at the
+        same size. A new ``path`` is added. Older commits keep serving their content (by sha or tag)::
+
+            old = hub.add_repo("org/m", {"w.bin": 300_000})
+            new = hub.update_file("org/m", "w.bin", 300_000)  # same size, other bytes; "main" is now `new`
+            assert hub.content("org/m", "w.bin", old) != hub.content("org/m", "w.bin")
+        """
+        with self._lock:
+            repo = self._repos.get(repo_id)
+            if repo is None:
+                raise KeyError(f"no repo {repo_id!r}")
+            branch = branch or repo.default_branch
+            head = repo.resolve(branch) if branch in repo.branches else None
+            if head is None:
+                raise KeyError(f"{repo_id}: no branch {branch!r}")
+            self._commit_count += 1
+            count = self._commit_count
+            blob = _Blob.of(spec, seed=f"{repo_id}/{path}#commit{count}")
+            built = {**head.files, path: _File(path=path, blob=blob, lfs=blob.size >= self.lfs_threshold)}
+            _check_paths(built)
+            sha = _commit_sha(repo_id, branch, head.sha, built, count)
+            title = f"Update {path} (commit {count} on {branch})"
+            repo.commits[sha] = _Commit(sha=sha, files=built, date=_now_iso(), title=title)
+            repo.branches[branch] = sha
         return sha
 
     def remove_repo(self, repo_id: str) -> None:
@@ -451,39 +509,70 @@ class HubServer:
         times: int = -1,
         retry_after: int = 1,
         methods: Iterable[str] | None = None,
+        cut_at: int | None = None,
+        append: bool = False,
     ) -> None:
         """Misbehave on requests for a file (``path=None``: every file of the repo).
 
         ``kind``:
-            ``500``; ``429`` (sends ``Retry-After: retry_after``); ``404`` (EntryNotFound);
+            ``500``, ``502``, ``504``; ``429`` and ``503`` (send ``Retry-After: retry_after``); ``404``
+            (EntryNotFound);
             ``reset``: the headers and half the body, then the connection is closed (FIN);
             ``rst``: the same, but the connection is reset (RST);
             ``stall``: half the body, then nothing until the client leaves, ``stop()`` or ``stall_seconds``;
             ``corrupt``: the byte at the middle of the file (or the first one served after it) is flipped.
+        ``cut_at`` (body faults only): for ``reset``/``rst``/``stall``, the absolute file offset where the
+        body is cut instead of half the served range (a range that ends at or before it is served whole and
+        normally, the fault used up all the same); a response that starts at or after it (a resumed ``Range``
+        GET) is cut after half of what remains.
+        For ``corrupt``, the absolute offset of the flipped byte (left alone if the response does not
+        cover it).
         ``times``: how many requests it affects (-1 = all). ``methods``: which requests it affects; by
-        default HEAD and GET for 500/429/404, GET only for the others (a HEAD has no body).
+        default HEAD and GET for the status faults, GET only for the others (a HEAD has no body).
+        ``append``: queue this fault behind those already set for the same ``(repo_id, path)`` instead of
+        replacing them; once the first in line has been used ``times`` times the next one applies (a
+        ``times=-1`` fault is never used up). Only the first in line is considered: a request of a method it
+        does not affect falls through to the repo-wide (``path=None``) faults.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if cut_at is not None and (kind not in BODY_FAULTS or cut_at < 0):
+            raise ValueError(f"cut_at={cut_at!r}: expected an offset >= 0 for one of {sorted(BODY_FAULTS)}")
         default = ("HEAD", "GET") if kind in STATUS_FAULTS else ("GET",)
         chosen = frozenset(m.upper() for m in (methods or default))
+        fault = _Fault(kind, times, retry_after, chosen, cut_at)
         with self._lock:
-            self._faults[(repo_id, path)] = _Fault(kind, times, retry_after, chosen)
+            queue = self._faults.setdefault((repo_id, path), []) if append else []
+            queue.append(fault)
+            self._faults[(repo_id, path)] = queue
 
     def clear_faults(self) -> None:
+        """Forget every fault, queued ones included."""
         with self._lock:
             self._faults.clear()
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Block until no GET is being served, so the records (``bytes_served``) are settled.
+
+        Raises TimeoutError after ``timeout`` seconds (a ``stall`` holds its GET until the client leaves).
+        """
+        with self._idle:
+            if not self._idle.wait_for(lambda: not any(self._active_gets.values()), timeout):
+                raise TimeoutError(f"GETs still active after {timeout} s: {self._active_gets}")
 
     def _take_fault(self, repo_id: str, path: str, method: str) -> _Fault | None:
         with self._lock:
             for key in ((repo_id, path), (repo_id, None)):
-                fault = self._faults.get(key)
-                if fault is None or method not in fault.methods:
+                queue = self._faults.get(key)
+                if not queue or method not in queue[0].methods:
                     continue
+                fault = queue[0]
                 if fault.remaining > 0:
                     fault.remaining -= 1
                 if fault.remaining == 0:
-                    del self._faults[key]
+                    queue.pop(0)
+                    if not queue:
+                        del self._faults[key]
                 return fault
         return None
 
@@ -504,8 +593,14 @@ class HubServer:
             self.max_concurrent_gets[key] = max(self.max_concurrent_gets.get(key, 0), active)
 
     def _get_finished(self, key: tuple[str, str]) -> None:
-        with self._lock:
+        with self._idle:
             self._active_gets[key] -= 1
+            if not any(self._active_gets.values()):
+                self._idle.notify_all()
+
+    def _count_bytes(self, key: tuple[str, str], count: int) -> None:
+        with self._lock:
+            self.bytes_served[key] = self.bytes_served.get(key, 0) + count
 
     def _refs(self, repo_id: str, token: str | None) -> dict[str, Any]:
         with self._lock:
@@ -689,24 +784,37 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Pacer:
-    """Writes a response body in small pieces, at most ``hub.throttle_bps`` bytes per second if set."""
+    """Writes a response body in small pieces, at most ``hub.throttle_bps`` bytes per second if set.
 
-    def __init__(self, hub: HubServer, out: Any) -> None:
+    The rate is read before every piece; when it changes, the schedule starts again from that moment, so a
+    lower rate does not pause to make up for the bytes sent faster before. With ``key``, each piece written
+    is added to ``hub.bytes_served[key]``.
+    """
+
+    def __init__(self, hub: HubServer, out: Any, key: tuple[str, str] | None = None) -> None:
         self.hub = hub
         self.out = out
+        self.key = key
         self.started = time.monotonic()
         self.sent = 0
+        self._rate = hub.throttle_bps
+        self._since, self._sent_since = self.started, 0  # when the current rate began, bytes sent since
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             rate = self.hub.throttle_bps
+            if rate != self._rate:
+                self._rate, self._since, self._sent_since = rate, time.monotonic(), 0
             piece = view[: max(1, min(_WRITE_CHUNK, rate // 20))] if rate else view
             self.out.write(piece)
             self.sent += len(piece)
+            self._sent_since += len(piece)
+            if self.key is not None:
+                self.hub._count_bytes(self.key, len(piece))
             view = view[len(piece) :]
             if rate:
-                delay = self.started + self.sent / rate - time.monotonic()
+                delay = self._since + self._sent_since / rate - time.monotonic()
                 if delay > 0 and self.hub._stopping.wait(delay):
                     raise ConnectionAbortedError("hub server stopping")
 
@@ -863,22 +971,41 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         start, end = 0, file.blob.size
         requested = self.headers.get("Range") if method == "GET" else None
-        byte_range = _parse_range(requested, file.blob.size) if requested else None
+        ignore_range = self.hub.ignore_range
+        byte_range = None
+        if requested:
+            try:
+                byte_range = _parse_range(requested, file.blob.size)
+            except _HubError:  # unsatisfiable: 416, unless Range is ignored
+                if not ignore_range:
+                    raise
+            if byte_range is not None:
+                self.hub._record_range(repo_id, file.path, byte_range[0])
+            if ignore_range:
+                byte_range = None
         if byte_range is not None:
             start, end = byte_range
-            self.hub._record_range(repo_id, file.path, start)
         self.send_response(206 if byte_range else 200)
         for name, value in _file_headers(commit, file, start, end, byte_range is not None).items():
             self.send_header(name, value)
         self.end_headers()
         if method == "GET":
-            self._stream(file.blob, start, end, fault)
+            self._stream((repo_id, file.path), file.blob, start, end, fault)
 
-    def _stream(self, blob: _Blob, start: int, end: int, fault: _Fault | None) -> None:
+    def _stream(self, key: tuple[str, str], blob: _Blob, start: int, end: int, fault: _Fault | None) -> None:
         kind = fault.kind if fault is not None else None
-        stop_at = start + (end - start) // 2 if kind in _CUT_FAULTS else end
-        flip_at = max(start, blob.size // 2) if kind == "corrupt" else -1
-        pacer = _Pacer(self.hub, self.wfile)
+        cut_at = fault.cut_at if fault is not None else None
+        stop_at, cut = end, kind in _CUT_FAULTS
+        if cut and (cut_at is None or cut_at <= start):  # no cut_at, or a resumed GET that starts past it
+            stop_at = start + (end - start) // 2
+        elif cut and cut_at is not None:
+            stop_at = min(cut_at, end)
+            cut = cut_at < end  # a range that ends before cut_at is served whole, and normally
+        flip_at = -1
+        if kind == "corrupt":
+            flip_at = cut_at if cut_at is not None else max(start, blob.size // 2)
+        self.hub._count_bytes(key, 0)
+        pacer = _Pacer(self.hub, self.wfile, key)
         position = start
         for chunk in blob.chunks(start, stop_at):
             if position <= flip_at < position + len(chunk):
@@ -886,7 +1013,7 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = chunk[:index] + bytes([chunk[index] ^ 0xFF]) + chunk[index + 1 :]
             pacer.write(chunk)
             position += len(chunk)
-        if kind in _CUT_FAULTS:
+        if cut:
             self._cut(kind)
 
     def _cut(self, kind: str | None) -> None:

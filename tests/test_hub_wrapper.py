@@ -16,11 +16,12 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from huggingface_hub import constants, file_download, scan_cache_dir, set_client_factory, snapshot_download
 from huggingface_hub.utils._http import default_client_factory
 
@@ -40,8 +41,10 @@ from app.units import human_bytes
 from app.validation import parse_model_name, validate_patterns, validate_repo_id, validate_revision
 from tests.hubserver import HubServer, point_huggingface_hub_at
 from workers import cache, hub
-from workers.hub import DownloadPlan, Progress
-from workers.verification import EarlyChecks
+from app.keys import Keys
+from workers.plan import DownloadPlan
+from workers.transfer.claims import PartialClaims
+from workers.transfer.engine import Transfer, TransferOptions
 
 MODEL_SIZE = 300_000
 FILES: dict[str, bytes | int] = {"config.json": b'{"model_type": "test"}', "model.safetensors": MODEL_SIZE}
@@ -95,11 +98,18 @@ def new_repo(
     return repo_id, server.add_repo(repo_id, files or FILES, **kwargs)
 
 
-def fetch(repo_id: str, models: Path, **kwargs: Any) -> tuple[DownloadPlan, Path]:
-    plan = hub.plan_download(repo_id, cache_dir=models, **kwargs)
-    return plan, hub.download(
-        plan, cache_dir=models, on_progress=lambda _: None, **kwargs_for_download(kwargs)
-    )
+@pytest.fixture
+def fetch(redis_client: redis.Redis) -> Callable[..., tuple[DownloadPlan, Path]]:
+    """Plan and download a repo as a download job does (the transfer engine itself: tests/test_transfer.py)."""
+
+    def fetch(repo_id: str, models: Path, **kwargs: Any) -> tuple[DownloadPlan, Path]:
+        plan = hub.plan_download(repo_id, cache_dir=models, **kwargs)
+        claims = PartialClaims(redis_client, Keys("test"), "job", ttl=5)
+        transfer = Transfer(plan, cache_dir=models, claims=claims, options=TransferOptions(),
+                            **kwargs_for_download(kwargs))
+        return plan, transfer.run(lambda _: None)
+
+    return fetch
 
 
 def kwargs_for_download(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +138,7 @@ def test_plan_lists_commit_files_and_sizes(hf: HubServer, models: Path) -> None:
     assert plan.bytes_total == plan.bytes_needed == MODEL_SIZE + 20_000 + len(FILES["config.json"])  # type: ignore[arg-type]
 
 
-def test_plan_counts_cached_files_as_not_needed(hf: HubServer, models: Path) -> None:
+def test_plan_counts_cached_files_as_not_needed(hf: HubServer, models: Path, fetch: Callable[..., Any]) -> None:
     repo_id, _ = new_repo(hf)
     fetch(repo_id, models, allow_patterns=["*.json"])
 
@@ -162,7 +172,7 @@ def test_unknown_repo(hf: HubServer, models: Path) -> None:
     assert TOKEN not in full_text(caught.value)
 
 
-def test_gated_repo_needs_a_valid_token(hf: HubServer, models: Path) -> None:
+def test_gated_repo_needs_a_valid_token(hf: HubServer, models: Path, fetch: Callable[..., Any]) -> None:
     repo_id, _ = new_repo(hf, gated=True)
     hf.valid_tokens.add(TOKEN)
 
@@ -216,19 +226,6 @@ def test_unreachable_hub_names_the_endpoint_without_credentials(hf: HubServer, m
     assert "hunter2" not in str(caught.value)
 
 
-def test_disk_full_while_downloading(hf: HubServer, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo_id, _ = new_repo(hf)
-    plan = hub.plan_download(repo_id, cache_dir=models)
-
-    def no_space(url: str, temp_file: Any, **_: Any) -> None:
-        temp_file.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(file_download, "http_get", no_space)
-    with pytest.raises(DiskFullError, match="free"):
-        hub.download(plan, cache_dir=models, on_progress=lambda _: None)
-    assert not list(models.rglob("*.incomplete"))
-
 
 def test_disk_full_anywhere_in_the_chain() -> None:
     def fail() -> None:
@@ -272,80 +269,22 @@ def test_stalled_api_call_gives_up_with_configured_timeout(
 # -- download --------------------------------------------------------------------------------------------
 
 
-def test_download_reports_progress_up_to_the_total(hf: HubServer, models: Path) -> None:
-    repo_id, sha = new_repo(hf, {"config.json": b"{}", "model.safetensors": 2_000_000})
-    plan = hub.plan_download(repo_id, cache_dir=models)
-    hf.throttle_bps = 4_000_000
-    seen: list[Progress] = []
-
-    snapshot = hub.download(plan, cache_dir=models, on_progress=seen.append, poll_interval=0.05)
-
-    assert snapshot == models.resolve() / f"models--{repo_id.replace('/', '--')}" / "snapshots" / sha
-    assert seen[-1] == Progress(plan.bytes_total, plan.bytes_total, 2, 2)
-    assert all(
-        a.bytes_done <= b.bytes_done and a.files_done <= b.files_done for a, b in itertools.pairwise(seen)
-    )
-    assert any(0 < p.bytes_done < plan.bytes_total for p in seen)
-    assert len(seen) > 5
 
 
-def test_transient_faults_are_retried_by_huggingface_hub(hf: HubServer, models: Path) -> None:
-    for fault, times in (("reset", 1), ("stall", 1), ("429", 2)):
-        repo_id, _ = new_repo(hf)
-        hf.set_fault(repo_id, "model.safetensors", fault, times=times)
-
-        _, snapshot = fetch(repo_id, models)
-
-        assert (snapshot / "model.safetensors").read_bytes() == hf.content(repo_id, "model.safetensors")
-    assert hf.range_requests  # the cut transfers were resumed, not restarted
-
-
-def test_failed_download_keeps_completed_files(hf: HubServer, models: Path) -> None:
-    repo_id, _ = new_repo(hf)
-    plan = hub.plan_download(repo_id, cache_dir=models)
-    hf.set_fault(repo_id, "model.safetensors", "rst")
-
-    with pytest.raises(HubNetworkError, match=hf.url):
-        hub.download(plan, cache_dir=models, on_progress=lambda _: None)
-
-    assert not list(models.rglob("*.incomplete"))
-    retry = hub.plan_download(repo_id, cache_dir=models)
-    assert [f.path for f in retry.files if not f.cached] == ["model.safetensors"]
-    hf.clear_faults()
-    hub.download(retry, cache_dir=models, on_progress=lambda _: None)
-    assert hf.get_counts[(repo_id, "config.json")] == 1
-
-
-def test_on_progress_raising_stops_the_download(hf: HubServer, models: Path) -> None:
-    repo_id, _ = new_repo(hf, {"model.safetensors": 3_000_000})
-    plan = hub.plan_download(repo_id, cache_dir=models)
-    hf.throttle_bps = 1_000_000
-    calls = 0
-
-    def cancel_on_third_call(_: Progress) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise JobCancelledError("cancelled by a user")
-
-    started = time.monotonic()
-    with pytest.raises(JobCancelledError):
-        hub.download(plan, cache_dir=models, on_progress=cancel_on_third_call, poll_interval=0.05)
-
-    assert time.monotonic() - started < 2
-    assert not [t for t in threading.enumerate() if t.name == "hub-download"]
-    assert not list(models.rglob("*.incomplete"))
 
 
 # -- verify ----------------------------------------------------------------------------------------------
 
 
-def test_verify_passes_then_catches_and_deletes_a_corrupted_file(hf: HubServer, models: Path) -> None:
+def test_verify_passes_then_catches_and_deletes_a_corrupted_file(hf: HubServer, models: Path, fetch: Callable[..., Any]) -> None:
     repo_id, sha = new_repo(hf)
-    hf.set_fault(repo_id, "model.safetensors", "corrupt", times=1)
     plan, snapshot = fetch(repo_id, models)
+    hub.verify(repo_id, sha, cache_dir=models)
     link = snapshot / "model.safetensors"
     blob = link.resolve()
+    with blob.open("r+b") as f:  # bit rot on the volume after the download
+        f.seek(1000)
+        f.write(b"\x00\xff")
 
     with pytest.raises(IntegrityError, match=r"'model\.safetensors'"):
         hub.verify(repo_id, sha, cache_dir=models)
@@ -355,59 +294,15 @@ def test_verify_passes_then_catches_and_deletes_a_corrupted_file(hf: HubServer, 
     assert not info.warnings and [r.nb_files for r in info.repos] == [1]
     retry = hub.plan_download(repo_id, cache_dir=models)
     assert retry.bytes_needed == MODEL_SIZE
-    hub.download(retry, cache_dir=models, on_progress=lambda _: None)
+    fetch(repo_id, models)
     hub.verify(repo_id, sha, cache_dir=models, files=[f.path for f in plan.files])
     assert hf.get_counts[(repo_id, "config.json")] == 1
 
 
-def test_verified_download_deletes_a_corrupted_file_and_keeps_the_rest(hf: HubServer, models: Path) -> None:
-    repo_id, sha = new_repo(hf)
-    hf.set_fault(repo_id, "model.safetensors", "corrupt", times=1)
-    plan = hub.plan_download(repo_id, cache_dir=models)
-
-    with pytest.raises(IntegrityError, match=r"'model\.safetensors'"):
-        hub.download(plan, cache_dir=models, on_progress=lambda _: None, verify=True)
-
-    snapshot = cache.snapshot_dir(repo_id, sha, models)
-    assert (snapshot / "config.json").exists() and not os.path.lexists(snapshot / "model.safetensors")
-    retry = hub.plan_download(repo_id, cache_dir=models)
-    assert retry.bytes_needed == MODEL_SIZE
-    hub.download(retry, cache_dir=models, on_progress=lambda _: None, verify=True)
-    assert hf.get_counts[(repo_id, "config.json")] == 1
 
 
-def test_files_are_checked_as_they_land(hf: HubServer, models: Path) -> None:
-    repo_id, _ = new_repo(hf, {"config.json": b"{}", "model.safetensors": 2_000_000})
-    plan = hub.plan_download(repo_id, cache_dir=models)
-    hf.throttle_bps = 2_000_000
-    checks = EarlyChecks(plan, cache_dir=models)
-    started_mid_transfer: set[str] = set()
 
-    def on_progress(progress: Progress) -> None:
-        checks.poll()
-        if progress.bytes_done < progress.bytes_total:
-            started_mid_transfer.update(checks.order)
-
-    try:
-        hub.download(plan, cache_dir=models, on_progress=on_progress, poll_interval=0.05)
-        checks.finish()
-    finally:
-        checks.close()
-    assert started_mid_transfer == {"config.json"}
-    assert checks.order == ["config.json", "model.safetensors"]
-
-
-def test_early_checks_name_files_that_never_landed(hf: HubServer, models: Path) -> None:
-    repo_id, _ = new_repo(hf)
-    checks = EarlyChecks(hub.plan_download(repo_id, cache_dir=models), cache_dir=models)
-    try:
-        with pytest.raises(IntegrityError, match=r"missing: 'config\.json', 'model\.safetensors'"):
-            checks.finish()
-    finally:
-        checks.close()
-
-
-def test_verify_reports_missing_files(hf: HubServer, models: Path) -> None:
+def test_verify_reports_missing_files(hf: HubServer, models: Path, fetch: Callable[..., Any]) -> None:
     repo_id, sha = new_repo(hf)
     fetch(repo_id, models, allow_patterns=["*.json"])
     hub.verify(repo_id, sha, cache_dir=models)
@@ -421,7 +316,7 @@ def test_verify_reports_missing_files(hf: HubServer, models: Path) -> None:
 # -- cache -----------------------------------------------------------------------------------------------
 
 
-def test_delete_revision_frees_what_scan_cache_dir_counts(hf: HubServer, models: Path) -> None:
+def test_delete_revision_frees_what_scan_cache_dir_counts(hf: HubServer, models: Path, fetch: Callable[..., Any]) -> None:
     repo_id, first = new_repo(hf)
     second = hf.add_repo(
         repo_id, {"config.json": b'{"v": 2}', "model.safetensors": MODEL_SIZE, "x.bin": 30_000}
@@ -694,15 +589,3 @@ def test_human_size() -> None:
         "12.0 GB",
         "5.0 PB",
     ]
-
-
-def test_progress_watcher_ignores_older_partial_files(models: Path) -> None:
-    plan = DownloadPlan("org/name", None, "e" * 40, (hub.PlannedFile("a.bin", 100, False),))
-    blobs = cache.repo_dir("org/name", models) / "blobs"
-    blobs.mkdir(parents=True)
-    (blobs / "old.1111.incomplete").write_bytes(b"x" * 70)  # left by a killed worker
-    watcher = hub._BlobWatcher(plan, models)
-
-    (blobs / "new.2222.incomplete").write_bytes(b"x" * 40)
-    assert watcher.progress() == Progress(40, 100, 0, 1)
-    assert watcher.finished() == Progress(100, 100, 1, 1)

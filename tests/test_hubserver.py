@@ -6,6 +6,7 @@ import hashlib
 import subprocess
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -414,3 +415,229 @@ def test_command_line_server(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------ bytes served, faults, CDN behaviour
+
+
+def _get(client: httpx2.Client, url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Status and the body bytes that arrived before the response ended, cleanly or not."""
+    received = bytearray()
+    with client.stream("GET", url, headers=headers) as response:
+        try:
+            for chunk in response.iter_raw():
+                received += chunk
+        except httpx2.TransportError:
+            pass
+    return response.status_code, bytes(received)
+
+
+def test_bytes_served_counts_full_range_and_cut_bodies(hub: HubServer) -> None:
+    hub.add_repo(REPO, {"model.bin": 50_000})
+    key = (REPO, "model.bin")
+    url = f"{hub.url}/{REPO}/resolve/main/model.bin"
+    with httpx2.Client() as client:
+        assert client.get(url).status_code == 200
+        hub.wait_idle()
+        assert hub.bytes_served == {key: 50_000}
+
+        assert client.get(url, headers={"Range": "bytes=10000-"}).status_code == 206
+        hub.wait_idle()
+        assert hub.bytes_served == {key: 90_000}
+
+        hub.bytes_served.clear()
+        assert client.head(url).status_code == 200  # a HEAD has no body
+        hub.set_fault(REPO, "model.bin", "rst", cut_at=12_345, times=1)
+        _get(client, url)
+        hub.wait_idle()
+        assert hub.bytes_served == {key: 12_345}  # what the client got of it is lost with the RST
+
+        hub.bytes_served.clear()
+        hub.set_fault(REPO, "model.bin", "500", methods=["GET"], times=1)
+        assert client.get(url).status_code == 500
+        hub.wait_idle()
+        assert hub.bytes_served == {}  # no body of the file was started
+
+
+@pytest.mark.parametrize("kind", ["502", "503", "504", "429"])
+def test_gateway_status_faults(hub: HubServer, sha: str, kind: str) -> None:
+    hub.set_fault(REPO, "config.json", kind, times=2, retry_after=7)
+    url = f"{hub.url}/{REPO}/resolve/main/config.json"
+    with httpx2.Client() as client:
+        for response in (client.head(url), client.get(url)):  # HEAD and GET by default
+            assert response.status_code == int(kind)
+            assert response.headers.get("Retry-After") == ("7" if kind in ("429", "503") else None)
+        assert client.get(url).content == CONFIG
+
+
+def test_gateway_faults_in_a_queue_are_retried_by_huggingface_hub(
+    hub: HubServer, sha: str, cache_dir: Path, sleeps: list[float]
+) -> None:
+    hub.set_fault(REPO, "config.json", "502", times=1, methods=["HEAD"])
+    hub.set_fault(REPO, "config.json", "503", times=1, retry_after=5, methods=["HEAD"], append=True)
+    hub.set_fault(REPO, "config.json", "504", times=1, methods=["HEAD"], append=True)
+
+    path = Path(hf_hub_download(REPO, "config.json", cache_dir=cache_dir))
+
+    assert path.read_bytes() == CONFIG
+    assert len(_resolve_calls(hub, "HEAD")) == 4
+    assert hub.get_counts == {(REPO, "config.json"): 1}
+    # 502: the failed HEAD is retried at once; 503: Retry-After + 1 s; 504: back-off (doubled by then) 2 s
+    assert sleeps == [6, 2]
+
+
+@pytest.mark.parametrize("kind", ["reset", "stall"])
+def test_cut_at_cuts_at_an_absolute_offset(hub: HubServer, kind: str) -> None:
+    hub.add_repo(REPO, {"model.bin": 50_000})
+    hub.stall_seconds = 0.2
+    content = hub.content(REPO, "model.bin")
+    url = f"{hub.url}/{REPO}/resolve/main/model.bin"
+    hub.set_fault(REPO, "model.bin", kind, cut_at=20_000)
+    with httpx2.Client(timeout=5) as client:
+        assert _get(client, url) == (200, content[:20_000])
+        # a resume from the cut (or past it) is cut after half of what remains
+        assert _get(client, url, {"Range": "bytes=20000-"}) == (206, content[20_000:35_000])
+        assert _get(client, url, {"Range": "bytes=40000-"}) == (206, content[40_000:45_000])
+        # a range that ends before the cut is served whole, and the connection stays usable
+        assert _get(client, url, {"Range": "bytes=1000-9999"}) == (206, content[1000:10_000])
+        assert _get(client, url, {"Range": "bytes=15000-"}) == (206, content[15_000:20_000])
+    hub.wait_idle()
+    assert hub.bytes_served[(REPO, "model.bin")] == 20_000 + 15_000 + 5_000 + 9_000 + 5_000
+
+
+def test_corrupt_cut_at_flips_that_byte(hub: HubServer) -> None:
+    hub.add_repo(REPO, {"model.bin": 50_000})
+    content = hub.content(REPO, "model.bin")
+    url = f"{hub.url}/{REPO}/resolve/main/model.bin"
+    hub.set_fault(REPO, "model.bin", "corrupt", cut_at=7)
+    with httpx2.Client() as client:
+        served = client.get(url).content
+        assert len(served) == 50_000
+        assert [i for i in range(50_000) if served[i] != content[i]] == [7]
+        assert served[7] == content[7] ^ 0xFF
+        assert client.get(url, headers={"Range": "bytes=5-9"}).content == served[5:10]
+        assert client.get(url, headers={"Range": "bytes=8-"}).content == content[8:]  # byte 7 not served
+
+    with pytest.raises(ValueError, match="cut_at"):
+        hub.set_fault(REPO, "model.bin", "500", cut_at=10)
+    with pytest.raises(ValueError, match="cut_at"):
+        hub.set_fault(REPO, "model.bin", "reset", cut_at=-1)
+
+
+def test_fault_queue_applies_faults_in_turn(hub: HubServer) -> None:
+    hub.add_repo(REPO, {"model.bin": 50_000})
+    content = hub.content(REPO, "model.bin")
+    url = f"{hub.url}/{REPO}/resolve/main/model.bin"
+    hub.set_fault(REPO, "model.bin", "reset", cut_at=100, times=2)
+    hub.set_fault(REPO, "model.bin", "500", times=1, append=True)
+    hub.set_fault(REPO, "model.bin", "corrupt", cut_at=0, times=-1, append=True)
+    hub.set_fault(REPO, "model.bin", "404", append=True)  # behind a times=-1 fault: never applies
+    with httpx2.Client() as client:
+        assert client.head(url).status_code == 200  # the first in line (reset) is for GETs only
+        assert _get(client, url) == (200, content[:100])
+        assert _get(client, url) == (200, content[:100])
+        assert client.head(url).status_code == 500
+        for _ in range(3):
+            served = client.get(url).content
+            assert served[0] == content[0] ^ 0xFF and served[1:] == content[1:]
+
+        hub.set_fault(REPO, "model.bin", "429", times=1)  # append=False replaces the whole queue
+        assert client.get(url).status_code == 429
+        assert client.get(url).content == content
+
+        hub.set_fault(REPO, "model.bin", "500")
+        hub.set_fault(REPO, "model.bin", "reset", append=True)
+        hub.set_fault(REPO, None, "503", append=True)
+        hub.clear_faults()
+        assert client.get(url).content == content
+
+
+def test_ignore_range_answers_200_with_the_whole_file(hub: HubServer) -> None:
+    hub.add_repo(REPO, {"model.bin": 50_000})
+    content = hub.content(REPO, "model.bin")
+    url = f"{hub.url}/{REPO}/resolve/main/model.bin"
+    hub.ignore_range = True
+    with httpx2.Client() as client:
+        response = client.get(url, headers={"Range": "bytes=100-"})
+        assert (response.status_code, response.content) == (200, content)
+        assert "Content-Range" not in response.headers
+        assert client.get(url, headers={"Range": "bytes=60000-"}).status_code == 200  # no 416 either
+        hub.set_fault(REPO, "model.bin", "reset", times=1)  # faults still apply, to the whole file
+        assert _get(client, url, {"Range": "bytes=100-"}) == (200, content[:25_000])
+        hub.ignore_range = False
+        assert client.get(url, headers={"Range": "bytes=100-"}).status_code == 206
+    assert hub.range_requests == [
+        (REPO, "model.bin", 100),
+        (REPO, "model.bin", 100),
+        (REPO, "model.bin", 100),
+    ]
+
+
+def test_huggingface_hub_restarts_when_a_resume_gets_the_whole_file(hub: HubServer, cache_dir: Path) -> None:
+    hub.add_repo(REPO, {"big.bin": 24 * MIB})
+    hub.set_fault(REPO, "big.bin", "reset", cut_at=12 * MIB, times=1)
+    hub.ignore_range = True
+
+    path = Path(hf_hub_download(REPO, "big.bin", cache_dir=cache_dir))
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hub.sha256(REPO, "big.bin")
+    assert hub.range_requests == [(REPO, "big.bin", 10 * MIB)]
+    hub.wait_idle()
+    assert hub.bytes_served == {(REPO, "big.bin"): 12 * MIB + 24 * MIB}
+
+
+def test_update_file_makes_a_commit_with_new_bytes(hub: HubServer, sha: str, cache_dir: Path) -> None:
+    old = hub.content(REPO, "model.safetensors")
+    same_size = hub.update_file(REPO, "model.safetensors", 50_000)
+    new = hub.content(REPO, "model.safetensors")
+    assert len(new) == 50_000 and new != old
+    assert hub.content(REPO, "model.safetensors", sha) == old  # the old commit keeps its content
+    assert hub.content(REPO, "config.json") == CONFIG  # other files are kept
+    again = hub.update_file(REPO, "model.safetensors", 50_000)
+    assert hub.content(REPO, "model.safetensors") not in (old, new)
+    as_bytes = hub.update_file(REPO, "config.json", b"{}")
+    assert len({sha, same_size, again, as_bytes}) == 4
+
+    refs = HfApi().list_repo_refs(REPO)
+    assert {b.name: b.target_commit for b in refs.branches} == {"main": as_bytes}
+    with httpx2.Client() as client:
+        assert client.get(f"{hub.url}/{REPO}/resolve/{sha}/model.safetensors").content == old
+        assert client.get(f"{hub.url}/{REPO}/resolve/{same_size}/model.safetensors").content == new
+        assert client.get(f"{hub.url}/{REPO}/resolve/main/config.json").content == b"{}"
+    path = Path(hf_hub_download(REPO, "model.safetensors", cache_dir=cache_dir))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hub.sha256(REPO, "model.safetensors")
+
+    # add_repo also makes a new commit, but a generated file of the same repo, path and size has the same bytes
+    hub.add_repo(REPO, FILES)
+    assert hub.content(REPO, "model.safetensors") == old
+    with pytest.raises(KeyError):
+        hub.update_file("acme/nope", "config.json", b"x")
+    with pytest.raises(KeyError):
+        hub.update_file(REPO, "config.json", b"x", branch="no-such-branch")
+
+
+def test_throttle_changes_apply_to_a_response_already_streaming(hub: HubServer) -> None:
+    hub.add_repo(REPO, {"a.bin": 1_000_000, "b.bin": 100_000})
+    with httpx2.Client(timeout=10) as client:
+        hub.throttle_bps = 10_000_000
+        with client.stream("GET", f"{hub.url}/{REPO}/resolve/main/a.bin") as response:
+            chunks = response.iter_raw()
+            received = 0
+            while received < 900_000:
+                received += len(next(chunks))
+            hub.throttle_bps = 200_000  # the rest (<= 100 kB) takes ~0.5 s from now, not 5 s from the start
+            slowed = time.monotonic()
+            received += sum(len(chunk) for chunk in chunks)
+            slow_part = time.monotonic() - slowed
+        assert received == 1_000_000
+        assert 0.2 < slow_part < 2.5
+
+        hub.throttle_bps = 10_000  # 10 s for the whole file
+        with client.stream("GET", f"{hub.url}/{REPO}/resolve/main/b.bin") as response:
+            chunks = response.iter_raw()
+            received = len(next(chunks))
+            hub.throttle_bps = None
+            sped_up = time.monotonic()
+            received += sum(len(chunk) for chunk in chunks)
+            assert time.monotonic() - sped_up < 1.5
+        assert received == 100_000

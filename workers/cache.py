@@ -4,7 +4,8 @@ The volume uses the standard HF cache layout, so models fetched with ``hf downlo
 adopted and ours can be used by any HF library::
 
     <cache_dir>/models--org--name/
-        blobs/<etag>                    file contents (``<etag>.<id>.incomplete`` while downloading)
+        blobs/<etag>                    file contents (``<etag>.incomplete`` while downloading, kept
+                                        between attempts so the next one resumes it)
         snapshots/<commit>/<path>       symlinks into blobs/
         refs/<branch or tag>            commit id
 
@@ -168,19 +169,39 @@ def delete_files(repo_id: str, commit: str, paths: Iterable[str], *, cache_dir: 
     return sum(_delete_file(root, snapshot, _checked_relative(path)) for path in paths)
 
 
-def sweep_incomplete(cache_dir: Path, *, older_than_s: float) -> int:
-    """Remove ``*.incomplete`` files untouched for ``older_than_s`` seconds (left by killed workers).
-
-    A live download writes its partial file continuously, so an hour (3600) is a safe age. Returns how many
-    files were removed.
-    """
+def sweep_incomplete(cache_dir: Path, *, older_than_s: float, keep_repos: Collection[str] = ()) -> int:
+    """Remove ``*.incomplete`` files untouched for ``older_than_s`` seconds, except in the repos of
+    ``keep_repos`` (repo ids whose records may still resume them). Returns how many files were removed."""
     root = cache_dir.resolve()
+    kept = {repo_folder_name(repo_id=r, repo_type="model") for r in keep_repos}
     removed = 0
     cutoff = time.time() - older_than_s
     for path in root.glob(f"*/blobs/*{_INCOMPLETE}"):
+        if path.parent.parent.name in kept:
+            continue
         if _mtime(path) <= cutoff and _unlink(_inside(root, path)) is not None:
             removed += 1
     return removed
+
+
+def delete_partials(repo_id: str, *, cache_dir: Path) -> int:
+    """Remove every ``*.incomplete`` file of ``repo_id``; return the bytes freed."""
+    folder = repo_dir(repo_id, cache_dir)
+    return _remove_incomplete(folder, cache_dir.resolve(), older_than_s=0.0) if folder.is_dir() else 0
+
+
+def partial_bytes(repo_id: str, cache_dir: Path) -> int:
+    """Bytes in the partial files of ``repo_id`` (what its next attempt need not fetch again)."""
+    return sum(_size(p) for p in (repo_dir(repo_id, cache_dir) / "blobs").glob(f"*{_INCOMPLETE}"))
+
+
+def inside(path: Path, cache_dir: Path) -> Path:
+    """``path``, checked to lie inside ``cache_dir`` (a Hub answer or a file name must not lead out of it).
+
+    Raises:
+        InvalidInputError: it does not.
+    """
+    return _inside(cache_dir.resolve(), path)
 
 
 # -- deleting --------------------------------------------------------------------------------------------

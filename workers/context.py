@@ -24,6 +24,7 @@ from workers import cache
 log = logging.getLogger(__name__)
 
 _REDIS_PATIENCE_S = 30.0
+_RESUMABLE = frozenset({Status.QUEUED, Status.DOWNLOADING, Status.PAUSED, Status.FAILED})
 T = TypeVar("T")
 
 
@@ -70,11 +71,27 @@ class WorkerContext:
         except ModelDepotError:
             log.exception("could not persist the snapshot")
 
+    def partial_owners(self, *, keep_for: str = "") -> set[str]:
+        """Repo ids whose partial files a record other than ``keep_for`` may still resume."""
+        return {str(m.get("repo_id")) for n, m in self.store.read_state().models.items()
+                if n != keep_for and m.get("status") in _RESUMABLE}
+
+    def discard_stale_partials(self, repo_id: str, *, keep_for: str) -> int:
+        """After ``keep_for`` finished: partial files left in its repo are of files whose content changed on the
+        Hub meanwhile (their etag is not in the new commit); delete them unless another record may resume them."""
+        if repo_id in self.partial_owners(keep_for=keep_for):
+            return 0
+        try:
+            return cache.delete_partials(repo_id, cache_dir=self.models_dir)
+        except (ModelDepotError, OSError):
+            log.exception("could not delete the stale partial files of %s", repo_id)
+            return 0
+
     def discard_partial(self, repo_id: str, commit: str | None, *, keep_for: str) -> int:
         """Delete the files of ``repo_id@commit`` unless another record still needs them."""
         others = [m for n, m in self.store.read_state().models.items()
                   if n != keep_for and m.get("repo_id") == repo_id
-                  and m.get("status") in (Status.READY, Status.DOWNLOADING, Status.QUEUED)]
+                  and m.get("status") in (Status.READY, Status.DOWNLOADING, Status.QUEUED, Status.PAUSED)]
         try:
             if not others:
                 return cache.delete_revision(repo_id, None, cache_dir=self.models_dir)

@@ -1,5 +1,8 @@
 """RQ job-completion hooks: every ending of a download reaches the record and the snapshot.
 
+A paused or failed download keeps its partial files (the next attempt resumes them); a cancelled one
+deletes them.
+
 ``on_download_success`` runs in the work-horse before RQ marks the job finished; ``on_download_failure``
 runs in the work-horse too (not at all when it is SIGKILLed: the watchdog covers that);
 ``on_download_stopped`` runs in the parent worker after a stop-job command killed the horse.
@@ -17,7 +20,7 @@ import redis
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from app.errors import DownloadError, JobCancelledError
+from app.errors import DownloadError, JobCancelledError, JobPausedError
 from app.records import ModelRecord, Status
 from app.store import LogEntry, Tally, Unchanged
 from app.units import human_bytes
@@ -41,7 +44,8 @@ def on_download_success(job: Job, connection: redis.Redis, result: Any) -> None:
             "status": Status.READY, "commit": result["commit"], "size_bytes": result["size_bytes"],
             "bytes_done": result["bytes_total"], "bytes_total": result["bytes_total"],
             "files_done": result["files_total"], "files_total": result["files_total"], "speed_bps": 0.0,
-            "eta_s": None, "error": None, "finished_at": time.time(), "cancel_requested": False})
+            "eta_s": None, "error": None, "finished_at": time.time(), "cancel_requested": False,
+            "pause_requested": False, "retry": None})
         return record, LogEntry("worker", f"{name} is ready: {human_bytes(result['size_bytes'])} at "
                                           f"commit {result['commit'][:7]} in {duration:.1f}s")
 
@@ -53,23 +57,28 @@ def on_download_success(job: Job, connection: redis.Redis, result: Any) -> None:
 
 def on_download_failure(job: Job, connection: redis.Redis, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-    cancelled = isinstance(exc, JobCancelledError)
-    reason = describe_failure(exc)
-    if not cancelled and not isinstance(exc, DownloadError):
+    stopped = isinstance(exc, JobCancelledError)
+    if not stopped and not isinstance(exc, DownloadError):
         log.error("download job %s failed unexpectedly", job.id, exc_info=(exc_type, exc, tb))  # type: ignore[arg-type]
-    finish(WorkerContext.for_connection(connection), str(job.args[0]), job.id,
-           Status.CANCELLED if cancelled else Status.FAILED, None if cancelled else reason)
+    status = Status.FAILED
+    if stopped:
+        status = Status.PAUSED if isinstance(exc, JobPausedError) else Status.CANCELLED
+    finish(WorkerContext.for_connection(connection), str(job.args[0]), job.id, status,
+           None if stopped else describe_failure(exc))
 
 
 def on_download_stopped(job: Job, connection: redis.Redis) -> None:
     ctx = WorkerContext.for_connection(connection)
     # The killed horse never ran its heartbeat's cleanup; a removal waiting for it need not wait out the TTL.
     connection.delete(ctx.keys.heartbeat(job.id))
-    finish(ctx, str(job.args[0]), job.id, Status.CANCELLED, None)
+    record = ctx.store.get(str(job.args[0]))
+    paused = record is not None and record.pause_requested and not record.cancel_requested
+    finish(ctx, str(job.args[0]), job.id, Status.PAUSED if paused else Status.CANCELLED, None)
 
 
 def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: str | None) -> bool:
-    """Move a download to ``failed``/``cancelled``, delete its partial files and persist the snapshot."""
+    """Move a download to ``failed``/``cancelled``/``paused`` and persist the snapshot; a cancelled one's
+    partial files are deleted."""
     ended: list[ModelRecord] = []
 
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
@@ -78,18 +87,30 @@ def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: s
         if current.status not in (Status.QUEUED, Status.DOWNLOADING):
             raise Unchanged
         record = current.model_copy(update={"status": status, "error": reason, "finished_at": time.time(),
-                                             "speed_bps": 0.0, "eta_s": None})
+                                             "speed_bps": 0.0, "eta_s": None, "retry": None,
+                                             "pause_requested": False})
         ended.append(record)
-        what = f"download of {name} failed: {reason}" if reason else f"cancelled download of {name}"
-        return record, LogEntry("worker", what, level="error" if reason else "info")
+        return record, LogEntry("worker", _ending_line(name, status, reason), level="error" if reason else "info")
 
-    counter = "downloads_failed" if status is Status.FAILED else "downloads_cancelled"
-    if ctx.update(name, mutate, tally=Tally({counter: 1})) is None:
+    counter = _ENDING_COUNTERS[status]
+    if ctx.update(name, mutate, tally=Tally({counter: 1}) if counter else None) is None:
         return False
     record = ended[0]
-    ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
+    if status is Status.CANCELLED:
+        ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
     ctx.persist()
     return True
+
+
+_ENDING_COUNTERS = {Status.FAILED: "downloads_failed", Status.CANCELLED: "downloads_cancelled", Status.PAUSED: ""}
+
+
+def _ending_line(name: str, status: Status, reason: str | None) -> str:
+    if status is Status.PAUSED:
+        return f"paused download of {name}; its partial files are kept for Resume"
+    if reason:
+        return f"download of {name} failed: {reason}"
+    return f"cancelled download of {name}"
 
 
 def describe_failure(exc: BaseException | None) -> str:

@@ -5,34 +5,26 @@ layout (see :mod:`workers.cache`). Errors from huggingface_hub, httpx2 and the d
 enter, in :func:`~workers.hub_errors.hub_errors`, into :class:`~app.errors.DownloadError` subclasses whose
 messages say what to do next and never contain a token.
 
-Progress is observed by polling the repo's ``blobs/`` folder, while the download itself runs in a helper
-thread so ``on_progress`` is called in the caller's thread and anything it raises (a cancellation, a job
-timeout) stops the download; see :mod:`workers.transfer_watch`.
+The files themselves move through :mod:`workers.transfer` (resumable, retried, hashed as they land).
 
-What huggingface_hub 2.4.0 retries by itself (we add no retry loop; the job decides on another attempt):
+What huggingface_hub 2.4.0 retries by itself for the calls made here:
 
 - tree listing: 5 retries on 408/429/5xx and transport errors, 1-2-4-8-8 s apart (``Retry-After`` wins);
 - ``repo_info``: a single attempt, and with no timeout at all (hence :func:`configure_http_client`);
-- per-file HEAD: one quick attempt, then a second round with the same 5 retries;
-- file GET: 5 retries on 408/429 only; a cut or timed-out transfer (``HF_HUB_DOWNLOAD_TIMEOUT``, 10 s)
-  resumes with a ``Range`` request, up to 5 times in a row without new bytes, 1 s apart. A 5xx or a TCP
-  reset (``ReadError``) fails the file at once.
-
-A failed file's partial ``.incomplete`` file is deleted; completed files stay, so the next attempt fetches
-only the rest.
+- per-file HEAD of the dry run: one quick attempt, then a second round with the same 5 retries.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Collection
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from huggingface_hub import HfApi, set_client_factory, snapshot_download
 from huggingface_hub.utils._http import default_client_factory
+from huggingface_hub.utils.tqdm import tqdm as hf_tqdm
 
 from app.errors import DiskFullError, IntegrityError, NoMatchingFilesError
 from app.units import human_bytes
@@ -40,52 +32,18 @@ from workers import cache
 from workers.hub_errors import free_bytes as free_bytes
 from workers.hub_errors import hub_errors as hub_errors
 from workers.hub_errors import integrity_message, no_files_message
-from workers.transfer_watch import BlobWatcher, Runner, quiet_bar, watch
-from workers.transfer_watch import Progress as Progress
-from workers.verification import EarlyChecks
-
-_BlobWatcher = BlobWatcher  # its old name, still used by tests/test_hub_wrapper.py
+from workers.plan import DownloadPlan, PlannedFile
 
 
-@dataclass(frozen=True)
-class PlannedFile:
-    """One file of a planned download; ``cached`` files are already on the volume."""
+class _QuietBar(hf_tqdm):
+    """The dry run's progress bars, drawn nowhere (a worker's log is no terminal)."""
 
-    path: str
-    size: int
-    cached: bool
-
-
-@dataclass(frozen=True)
-class DownloadPlan:
-    """What :func:`download` will fetch: the resolved commit and the files the patterns select."""
-
-    repo_id: str
-    revision: str | None
-    commit: str
-    files: tuple[PlannedFile, ...]
-    allow_patterns: tuple[str, ...] | None = None
-    ignore_patterns: tuple[str, ...] | None = None
-
-    @property
-    def bytes_total(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def files_total(self) -> int:
-        return len(self.files)
-
-    @property
-    def bytes_needed(self) -> int:
-        """Bytes not in the cache yet."""
-        return sum(f.size for f in self.files if not f.cached)
-
-    @property
-    def files_needed(self) -> int:
-        return sum(not f.cached for f in self.files)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
-# -- the four steps of a download job --------------------------------------------------------------------
+# -- the steps of a download job -------------------------------------------------------------------------
 
 
 def plan_download(
@@ -116,7 +74,7 @@ def plan_download(
             cache_dir=cache_dir,
             token=token,
             endpoint=endpoint,
-            tqdm_class=quiet_bar(),
+            tqdm_class=_QuietBar,
             dry_run=True,
         )
     if not infos:
@@ -144,77 +102,13 @@ def check_free_space(plan: DownloadPlan, models_dir: Path) -> None:
         DiskFullError: ``plan.bytes_needed`` exceeds the free space of ``models_dir``'s volume.
     """
     free = free_bytes(models_dir)
-    if plan.bytes_needed > free:
+    missing = max(0, plan.bytes_needed - cache.partial_bytes(plan.repo_id, models_dir))
+    if missing > free:
         raise DiskFullError(
-            f"Not enough free space for {plan.repo_id}: it needs {human_bytes(plan.bytes_needed)} more but "
+            f"Not enough free space for {plan.repo_id}: it needs {human_bytes(missing)} more but "
             f"the models volume ({models_dir}) has {human_bytes(free)} free. Remove unused models or grow "
             "the volume, then retry."
         )
-
-
-def download(
-    plan: DownloadPlan,
-    *,
-    cache_dir: Path,
-    token: str | None = None,
-    endpoint: str | None = None,
-    on_progress: Callable[[Progress], None],
-    poll_interval: float = 0.25,
-    verify: bool = False,
-) -> Path:
-    """Download the planned commit into ``cache_dir``; return its snapshot folder.
-
-    ``on_progress`` is called in the calling thread about every ``poll_interval`` seconds and once at the
-    end with everything done. If it raises (e.g. a cancellation), the download stops and the exception
-    propagates. Files completed before a failure stay in the cache; a new call fetches only the rest.
-
-    With ``verify``, every planned file is checked against the Hub's checksums before this returns, each
-    as soon as it lands (see :mod:`workers.verification`); files that do not match are deleted.
-
-    Raises:
-        RepoNotFoundError, GatedRepoError, RevisionNotFoundError, HubNetworkError, DiskFullError: see
-            :func:`hub_errors`.
-        IntegrityError: with ``verify``, a file does not match or is missing.
-    """
-    checks = EarlyChecks(plan, cache_dir=cache_dir, token=token, endpoint=endpoint) if verify else None
-
-    def report(progress: Progress) -> None:
-        if checks is not None:
-            checks.poll()
-        on_progress(progress)
-
-    try:
-        snapshot = _transfer(plan, cache_dir=cache_dir, token=token, endpoint=endpoint, on_progress=report,
-                             poll_interval=poll_interval)
-        if checks is not None:
-            checks.finish()
-    finally:
-        if checks is not None:
-            checks.close()
-    return snapshot
-
-
-def _transfer(plan: DownloadPlan, *, cache_dir: Path, token: str | None, endpoint: str | None,
-              on_progress: Callable[[Progress], None], poll_interval: float) -> Path:
-    abort = threading.Event()
-    work = partial(
-        snapshot_download,
-        plan.repo_id,
-        revision=plan.commit,
-        cache_dir=cache_dir,
-        token=token,
-        endpoint=endpoint,
-        allow_patterns=_as_list(plan.allow_patterns),
-        ignore_patterns=_as_list(plan.ignore_patterns),
-        tqdm_class=quiet_bar(abort),
-    )
-    watcher = BlobWatcher(plan, cache_dir)
-    runner = Runner(work)
-    watch(runner, watcher, on_progress, abort, poll_interval)
-    with hub_errors(plan.repo_id, revision=plan.revision, endpoint=endpoint, cache_dir=cache_dir):
-        snapshot = Path(runner.result())
-    on_progress(watcher.finished())
-    return snapshot
 
 
 def verify(
@@ -283,7 +177,3 @@ def _fill_timeouts(timeout: float, request: httpx2.Request) -> None:
 
 def _as_tuple(patterns: list[str] | None) -> tuple[str, ...] | None:
     return None if patterns is None else tuple(patterns)
-
-
-def _as_list(patterns: tuple[str, ...] | None) -> list[str] | None:
-    return None if patterns is None else list(patterns)

@@ -16,7 +16,10 @@ from app.units import human_bytes
 from workers import cache, hub
 from workers.context import WorkerContext
 from workers.heartbeat import Heartbeat
+from workers.plan import DownloadPlan
 from workers.progress import ProgressReporter
+from workers.transfer.claims import PartialClaims
+from workers.transfer.engine import Transfer, TransferOptions
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,12 @@ def download_job(name: str) -> dict[str, Any]:
         _record_plan(ctx, name, job.id, plan)
         hub.check_free_space(plan, ctx.models_dir)
         reporter = ProgressReporter(ctx.store, name, job.id, interval=settings.progress_interval)
-        hub.download(plan, cache_dir=ctx.models_dir, token=None, endpoint=None, on_progress=reporter,
-                     verify=True)
+        claims = PartialClaims(job.connection, ctx.keys, job.id, ttl=settings.heartbeat_ttl)
+        Transfer(plan, cache_dir=ctx.models_dir, claims=claims, options=TransferOptions.from_settings(settings),
+                 token=None, endpoint=None).run(reporter, poll_interval=0.25)
         if reporter.cancel_requested:
             raise JobCancelledError(f"download of {name} cancelled")
+        ctx.discard_stale_partials(plan.repo_id, keep_for=name)
         size = cache.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
         return {"commit": plan.commit, "size_bytes": size, "bytes_total": plan.bytes_total,
                 "files_total": plan.files_total, "bytes_needed": plan.bytes_needed, "started_at": started}
@@ -63,7 +68,8 @@ def _claim(ctx: WorkerContext, name: str, job_id: str) -> ModelRecord | None:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
         if current is None or current.job_id != job_id:
             raise Unchanged
-        if current.status not in (Status.QUEUED, Status.DOWNLOADING) or current.cancel_requested:
+        if current.status not in (Status.QUEUED, Status.DOWNLOADING) or current.cancel_requested \
+                or current.pause_requested:
             raise Unchanged
         record = current.model_copy(update={"status": Status.DOWNLOADING, "error": None})
         claimed.append(record)
@@ -74,13 +80,13 @@ def _claim(ctx: WorkerContext, name: str, job_id: str) -> ModelRecord | None:
     return claimed[0] if claimed else None
 
 
-def _record_plan(ctx: WorkerContext, name: str, job_id: str, plan: hub.DownloadPlan) -> None:
+def _record_plan(ctx: WorkerContext, name: str, job_id: str, plan: DownloadPlan) -> None:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
         if current is None or current.job_id != job_id or current.status is not Status.DOWNLOADING:
             raise Unchanged
         return current.model_copy(update={
             "commit": plan.commit, "bytes_total": plan.bytes_total, "files_total": plan.files_total,
-            "bytes_done": plan.bytes_total - plan.bytes_needed}), None
+            "bytes_done": plan.bytes_total - plan.bytes_needed, "retry": None}), None
 
     ctx.update(name, mutate, kind="progress")
 

@@ -7,8 +7,8 @@ import time
 from collections import deque
 from typing import Protocol
 
-from app.errors import JobCancelledError, StateUnavailableError
-from app.records import ModelRecord, Status
+from app.errors import JobCancelledError, JobPausedError, StateUnavailableError
+from app.records import ModelRecord, RetryState, Status
 from app.store import LogEntry, Store, Unchanged
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ class ProgressLike(Protocol):
     def files_done(self) -> int: ...
     @property
     def files_total(self) -> int: ...
+    @property
+    def retry(self) -> RetryState | None: ...
 
 
 class ProgressReporter:
@@ -36,6 +38,8 @@ class ProgressReporter:
         self.job_id = job_id
         self.interval = interval
         self.cancel_requested = False
+        self.pause_requested = False
+        self._retry: RetryState | None = None
         self._samples: deque[tuple[float, int]] = deque()
         self._last_write = 0.0
         self.writes = 0
@@ -44,7 +48,8 @@ class ProgressReporter:
         now = time.monotonic()
         self._sample(now, progress.bytes_done)
         final = progress.bytes_done >= progress.bytes_total and progress.files_done >= progress.files_total
-        if not final and now - self._last_write < self.interval:
+        retry_changed = progress.retry != self._retry
+        if not final and not retry_changed and now - self._last_write < self.interval:
             return
         self._last_write = now
         speed = self.speed()
@@ -64,20 +69,35 @@ class ProgressReporter:
         return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
 
     def _write(self, progress: ProgressLike, speed: float, eta: float | None) -> None:
+        outage_began = progress.retry is not None and (self._retry is None or self._retry.since != progress.retry.since)
+
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
             if current is None or current.job_id != self.job_id or current.status is not Status.DOWNLOADING:
                 raise Unchanged
             self.cancel_requested = current.cancel_requested
-            return current.model_copy(update={
+            self.pause_requested = current.pause_requested
+            record = current.model_copy(update={
                 "bytes_done": progress.bytes_done, "bytes_total": progress.bytes_total,
                 "files_done": progress.files_done, "files_total": progress.files_total,
-                "speed_bps": round(speed, 1), "eta_s": None if eta is None else round(eta, 1)}), None
+                "speed_bps": round(speed, 1), "eta_s": None if eta is None else round(eta, 1),
+                "retry": progress.retry})
+            return record, self._outage_line(progress.retry) if outage_began else None
 
         try:
-            self.store.update(self.name, mutate, kind="progress")
+            self.store.update(self.name, mutate, kind="model" if outage_began else "progress")
         except StateUnavailableError:
             log.warning("progress of %s not published: Redis unreachable", self.name)
             return  # a progress tick is not worth failing a healthy download for
+        self._retry = progress.retry
         self.writes += 1
-        if self.cancel_requested:  # raising here stops the download within one chunk
+        # raising here stops the download within one chunk
+        if self.cancel_requested:
             raise JobCancelledError(f"download of {self.name} cancelled")
+        if self.pause_requested:
+            raise JobPausedError(f"download of {self.name} paused")
+
+    def _outage_line(self, retry: RetryState | None) -> LogEntry:
+        """One line per outage (not one per try): the bytes are kept and the worker keeps trying."""
+        assert retry is not None
+        return LogEntry("worker", f"download of {self.name} interrupted ({retry.cause}); retrying by itself, "
+                                  "bytes already fetched are kept", level="warning")

@@ -1,4 +1,8 @@
-"""At worker start: adopt models found on disk, flag ready models whose files vanished, sweep orphans."""
+"""At worker start: adopt models found on disk, flag ready models whose files vanished, sweep orphans.
+
+Partial files are swept only when no record may resume them and they are older than
+``MODELDEPOT_PARTIAL_TTL_S`` (7 days by default).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,14 @@ from workers.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
-ORPHAN_AGE_S = 120.0
-
 
 def reconcile(ctx: WorkerContext) -> dict[str, int]:
     """Make the list agree with the models dir. Returns counts of what changed."""
     ctx.models_dir.mkdir(parents=True, exist_ok=True)
     adopted = _adopt(ctx)
     vanished = _flag_vanished(ctx)
-    swept = cache.sweep_incomplete(ctx.models_dir, older_than_s=ORPHAN_AGE_S)
+    swept = cache.sweep_incomplete(ctx.models_dir, older_than_s=ctx.settings.partial_ttl_s,
+                                   keep_repos=ctx.partial_owners())
     if adopted or vanished or swept:
         ctx.persist()
     return {"adopted": adopted, "vanished": vanished, "swept": swept}

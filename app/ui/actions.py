@@ -1,4 +1,4 @@
-"""The page's write actions: download, remove (after a confirmation), cancel, retry.
+"""The page's write actions: download, remove (after a confirmation), cancel, pause, resume, retry.
 
 Each callback checks the caller's role, calls the controller and returns a sentence for the status line.
 They keep nothing between calls, so any UI worker can answer any of them.
@@ -36,6 +36,8 @@ def removal_question(record: dict[str, Any]) -> str:
     size = disk_bytes(record)
     if record.get("status") in ("queued", "downloading"):
         freed = f"cancels its download and deletes the {human_bytes(size)} downloaded so far"
+    elif record.get("status") == "paused":
+        freed = f"deletes the {human_bytes(size)} its paused download kept"
     elif size:
         freed = f"deletes its files and frees {human_bytes(size)} on the models volume"
     else:
@@ -77,6 +79,16 @@ class Actions:
     def cancel(self, name: str | None, request: gr.Request) -> str:
         who = self.access.admin(request, "cancel downloads")
         return _said(self.controller.cancel_download(_selected(name), requested_by=who))
+
+    @inline_errors()
+    def pause(self, name: str | None, request: gr.Request) -> str:
+        who = self.access.admin(request, "pause downloads")
+        return _said(self.controller.pause_download(_selected(name), requested_by=who))
+
+    @inline_errors()
+    def resume(self, name: str | None, request: gr.Request) -> str:
+        who = self.access.admin(request, "resume downloads")
+        return _said(self.controller.resume_download(_selected(name), requested_by=who))
 
     @inline_errors()
     def retry(self, name: str | None, request: gr.Request) -> str:

@@ -1,5 +1,5 @@
 """The stable HTTP/gradio_client API: ``/fetch_models``, ``/get_model``, ``/get_logs``, ``/download_model``,
-``/remove_model``, ``/cancel_download``, ``/retry_download``.
+``/remove_model``, ``/cancel_download``, ``/pause_download``, ``/resume_download``, ``/retry_download``.
 
 Each is a ``gr.api`` endpoint outside the queue, so besides ``gradio_client`` a single
 ``POST /gradio_api/run/<name>`` with ``{"data": [...]}`` answers it, on any UI worker.
@@ -69,9 +69,21 @@ def register_api(controller: Controller, access: Access) -> None:
 
     @ui_errors
     def cancel_download(model_name: str, request: gr.Request) -> dict[str, Any]:
-        """Cancel a queued or running download; its partial files are deleted. Admins only."""
+        """Cancel a queued, running or paused download; its partial files are deleted. Admins only."""
         who = access.admin(request, "cancel downloads")
         return _outcome(controller.cancel_download(model_name, requested_by=who))
+
+    @ui_errors
+    def pause_download(model_name: str, request: gr.Request) -> dict[str, Any]:
+        """Pause a queued or running download; its partial files stay on the volume. Admins only."""
+        who = access.admin(request, "pause downloads")
+        return _outcome(controller.pause_download(model_name, requested_by=who))
+
+    @ui_errors
+    def resume_download(model_name: str, request: gr.Request) -> dict[str, Any]:
+        """Queue a paused download again; it goes on from the files already downloaded. Admins only."""
+        who = access.admin(request, "resume downloads")
+        return _outcome(controller.resume_download(model_name, requested_by=who))
 
     @ui_errors
     def retry_download(model_name: str, request: gr.Request) -> dict[str, Any]:
@@ -79,6 +91,6 @@ def register_api(controller: Controller, access: Access) -> None:
         who = access.admin(request, "retry downloads")
         return _outcome(controller.retry_download(model_name, requested_by=who))
 
-    for fn in (fetch_models, get_model, get_logs, download_model, remove_model, cancel_download,
-               retry_download):
+    for fn in (fetch_models, get_model, get_logs, download_model, remove_model, cancel_download, pause_download,
+               resume_download, retry_download):
         _endpoint(fn, fn.__name__)

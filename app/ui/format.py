@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from app.records import retry_text as retry_text
 from app.units import human_bytes as human_bytes
 
 

@@ -7,18 +7,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.ui.format import human_bytes, human_duration, human_speed, percent, short_commit, timestamp
+from app.ui.format import human_bytes, human_duration, human_speed, percent, retry_text, short_commit, timestamp
 
 PAGE_SIZE = 50
 ALL = "all"
 ACTIVE = "active"
-STATUS_FILTERS = (ALL, ACTIVE, "queued", "downloading", "ready", "failed", "cancelled", "removing")
+STATUS_FILTERS = (ALL, ACTIVE, "queued", "downloading", "paused", "ready", "failed", "cancelled", "removing")
 SORTS = ("name", "status", "size", "newest")
 EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 _ACTIVE = frozenset({"queued", "downloading", "removing"})
-_STATUS_ORDER = {s: i for i, s in enumerate(("downloading", "queued", "removing", "failed", "cancelled",
-                                             "ready"))}
+_STATUS_ORDER = {s: i for i, s in enumerate(("downloading", "queued", "removing", "paused", "failed",
+                                             "cancelled", "ready"))}
 
 BAR_CSS = """
 .md-bar { height: .6em; min-width: 8em; background: var(--background-fill-secondary);
@@ -38,6 +38,7 @@ table.md-models tbody tr:hover { background: var(--background-fill-secondary); }
 .md-status { font-weight: 600; white-space: nowrap; }
 .md-status-ready { color: #15803d; } .md-status-failed { color: #b91c1c; }
 .md-status-downloading, .md-status-queued { color: #1d4ed8; } .md-status-removing { color: #a16207; }
+.md-status-paused { color: #7c3aed; }
 .md-error { color: #b91c1c; font-size: .9em; max-width: 28em; white-space: pre-wrap; }
 .md-progress-text { font-size: .85em; opacity: .85; white-space: nowrap; }
 code.md-commit { font-size: .9em; }
@@ -96,7 +97,7 @@ def select(records: Sequence[dict[str, Any]], query: TableQuery) -> tuple[list[d
 
 def disk_bytes(record: dict[str, Any]) -> int:
     """Bytes the model takes (or, while downloading, has taken so far) on the models volume."""
-    if record.get("status") in ("downloading", "queued") and not record.get("size_bytes"):
+    if record.get("status") in ("downloading", "queued", "paused") and not record.get("size_bytes"):
         return int(record.get("bytes_done") or 0)
     return int(record.get("size_bytes") or 0)
 
@@ -115,20 +116,31 @@ def progress_html(record: dict[str, Any]) -> str:
         attempt = int(record.get("attempt") or 0)
         retry = f" (attempt {attempt})" if attempt > 1 else ""
         return f'<span class="md-muted">waiting for a worker{retry}</span>'
+    if status == "paused":
+        done, total = int(record.get("bytes_done") or 0), int(record.get("bytes_total") or 0)
+        return f'<span class="md-muted">paused at {percent(done, total):.0f}% · {_sizes(done, total)}</span>'
     if status != "downloading":
         return ""
+    return _download_html(record)
+
+
+def _sizes(done: int, total: int) -> str:
+    return f"{human_bytes(done)} / {human_bytes(total)}" if total else f"{human_bytes(done)} / ?"
+
+
+def _download_html(record: dict[str, Any]) -> str:
     done, total = int(record.get("bytes_done") or 0), int(record.get("bytes_total") or 0)
     pct = percent(done, total)
     files = ""
     if record.get("files_total"):
         files = f" · {int(record.get('files_done') or 0)}/{int(record['files_total'])} files"
-    sizes = f"{human_bytes(done)} / {human_bytes(total)}" if total else f"{human_bytes(done)} / ?"
-    eta = f"ETA {human_duration(record.get('eta_s'))}"
-    cancelling = " · cancelling…" if record.get("cancel_requested") else ""
+    pace = retry_text(record) or f"{human_speed(record.get('speed_bps'))} · ETA {human_duration(record.get('eta_s'))}"
+    stopping = " · cancelling…" if record.get("cancel_requested") else ""
+    if record.get("pause_requested") and not stopping:
+        stopping = " · pausing…"
     return (f'<div class="md-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
             f'aria-valuenow="{pct:.0f}"><span style="width:{pct:.1f}%"></span></div>'
-            f'<div class="md-progress-text">{pct:.0f}% · {sizes} · {human_speed(record.get("speed_bps"))}'
-            f' · {eta}{files}{cancelling}</div>')
+            f'<div class="md-progress-text">{pct:.0f}% · {_sizes(done, total)} · {_e(pace)}{files}{stopping}</div>')
 
 
 def status_html(record: dict[str, Any]) -> str:

@@ -58,6 +58,8 @@ class Page:
     table: gr.HTML
     selected: gr.Textbox
     cancel: gr.Button
+    pause: gr.Button
+    resume: gr.Button
     retry: gr.Button
     remove: gr.Button
     refresh: gr.Button
@@ -80,7 +82,7 @@ class Page:
 
     @property
     def writes(self) -> list[gr.Button]:
-        return [self.download, self.cancel, self.retry, self.remove, self.confirm_yes]
+        return [self.download, self.cancel, self.pause, self.resume, self.retry, self.remove, self.confirm_yes]
 
 
 def _resolved(fn: F) -> F:
@@ -144,6 +146,8 @@ def layout() -> Page:
         selected = gr.Textbox(label="Selected model", elem_id="md-select", scale=2,
                               placeholder="click a row in the table, or type org/name")
         cancel = gr.Button("Cancel download", elem_id="md-cancel")
+        pause = gr.Button("Pause", elem_id="md-pause")
+        resume = gr.Button("Resume", elem_id="md-resume")
         retry = gr.Button("Retry", elem_id="md-retry")
         remove = gr.Button("Remove…", variant="stop", elem_id="md-remove")
         refresh = gr.Button("Refresh", elem_id="md-refresh")
@@ -163,8 +167,8 @@ def layout() -> Page:
             gr.Markdown("### Disk")
             disk = gr.HTML("", elem_id="md-disk", css_template=DISK_CSS, js_on_load=None)
     return Page(user_box, banner, repo, revision, include, exclude, download, status, name_filter,
-                status_filter, sort, page, table, selected, cancel, retry, remove, refresh, confirm, question,
-                confirm_yes, confirm_no, pending, log_filter, logs, disk, *_poll_targets())
+                status_filter, sort, page, table, selected, cancel, pause, resume, retry, remove, refresh, confirm,
+                question, confirm_yes, confirm_no, pending, log_filter, logs, disk, *_poll_targets())
 
 
 # ---- events --------------------------------------------------------------------------------------------
@@ -232,6 +236,8 @@ def _wire_actions(page: Page, actions: Actions, then_refresh: Any) -> None:
     then_refresh(page.download.click(actions.download, form, page.status, **QUICK))
     then_refresh(page.repo.submit(actions.download, form, page.status, **QUICK))
     then_refresh(page.cancel.click(actions.cancel, page.selected, page.status, **QUICK))
+    then_refresh(page.pause.click(actions.pause, page.selected, page.status, **QUICK))
+    then_refresh(page.resume.click(actions.resume, page.selected, page.status, **QUICK))
     then_refresh(page.retry.click(actions.retry, page.selected, page.status, **QUICK))
     page.remove.click(actions.ask_remove, page.selected, [page.status, page.confirm, page.question, page.pending],
                       **QUICK)

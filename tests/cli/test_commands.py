@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -10,12 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from app.cli import cli as cli_app
+from app.cli import report_finished
 from app.controller import Controller
-from app.follow import new_lines
-from app.records import ModelRecord, Status
+from app.follow import follow_model, new_lines
+from app.records import ModelRecord, RetryState, Status
 from app.settings import Settings
 from app.store import LogEntry
 from tests.cli.conftest import Run, run_many
@@ -27,6 +30,8 @@ COMMANDS = [
     ["ls"],
     ["rm"],
     ["cancel"],
+    ["pause"],
+    ["resume"],
     ["verify"],
     ["logs"],
     ["status"],
@@ -68,6 +73,58 @@ def test_ls_json_is_what_the_ui_lists(cli: Run, populated: Settings) -> None:
     assert everything.returncode == queued.returncode == table.returncode == 0
     for text in ("org/ready@v1", "v1 (aaaaaaa)", "123.5 kB", "queued"):
         assert text in table.stdout
+
+
+def test_pause_and_resume_a_queued_download(cli: Run, populated: Settings) -> None:
+    with Controller(populated, listen=False) as controller:
+        first_job = controller.get_model("org/queued")["job_id"]
+    paused = cli("pause", "org/queued")
+    assert paused.returncode == 0 and paused.stdout.strip() == "Paused org/queued."
+    listed, again = run_many(["ls", "--status", "paused"], ["pause", "org/queued"])
+    assert "org/queued" in listed.stdout and "paused" in listed.stdout
+    assert again.returncode == 1 and "org/queued is already paused" in again.stderr
+    with Controller(populated, listen=False) as controller:
+        assert controller.get_model("org/queued")["status"] == "paused"
+        assert len(controller.jobs.downloads) == 0
+        assert controller.get_logs()[-1].endswith("(cli): paused download of org/queued (was queued)")
+    resumed = cli("resume", "org/queued")
+    assert resumed.returncode == 0 and resumed.stdout.startswith("Resumed org/queued")
+    with Controller(populated, listen=False) as controller:
+        record = controller.get_model("org/queued")
+        assert record["status"] == "queued" and record["job_id"] != first_job
+        assert record["allow_patterns"] == ["*.json"] and controller.jobs.is_waiting(record["job_id"])
+        assert controller.get_logs()[-1].endswith("(cli): resumed download of org/queued")
+
+
+def test_ls_says_when_a_download_tries_again(cli: Run, settings_env: Settings) -> None:
+    retry = RetryState(attempt=3, in_s=600, cause="HTTP 503", since=time.time())
+    record = ModelRecord(
+        name="org/flaky",
+        repo_id="org/flaky",
+        status=Status.DOWNLOADING,
+        job_id="md-dl-x",
+        bytes_done=25,
+        bytes_total=100,
+        retry=retry,
+    )
+    with Controller(settings_env, listen=False) as controller:
+        controller.store.force("org/flaky", record, None)
+    listed = cli("ls")
+    assert listed.returncode == 0
+    assert re.search(r"downloading 25%, retrying in \d+ s after HTTP 503", listed.stdout), listed.stdout
+
+
+def test_waiting_ends_when_the_download_is_paused(settings_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    with Controller(settings_env, listen=False) as controller:
+        controller.download_model("org/p")
+        controller.pause_download("org/p")
+        seen: list[object] = []
+        record = follow_model(controller, "org/p", seen.append, timeout=5)
+    assert record is not None and record["status"] == "paused" and seen == [record]
+    with pytest.raises(typer.Exit) as exited:
+        report_finished("org/p", record)
+    assert exited.value.exit_code == 1
+    assert capsys.readouterr().err == "error: org/p is paused; resume it with `modeldepot resume org/p`.\n"
 
 
 def test_rm_states_the_bytes_and_asks(cli: Run, populated: Settings) -> None:

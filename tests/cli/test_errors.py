@@ -62,6 +62,8 @@ def test_error_paths(cli: Run, tmp_path: Path, redis_client: redis.Redis) -> Non
             "bad revision": (["pull", "org/name@"], {}, error_line("Nothing follows '@'")),
             "rm unknown": (["rm", "org/unknown", "--yes"], {}, error_line("org/unknown is not in the list")),
             "cancel unknown": (["cancel", "org/unknown"], {}, error_line("org/unknown is not in the list")),
+            "pause unknown": (["pause", "org/unknown"], {}, error_line("org/unknown is not in the list")),
+            "resume unknown": (["resume", "org/unknown"], {}, error_line("org/unknown is not in the list")),
             "ls, Redis down": (["ls"], {"MODELDEPOT_REDIS_URL": down}, error_line("Cannot reach Redis", down)),
             "status, Redis down": (["status"], {"MODELDEPOT_REDIS_URL": down}, error_line("unhealthy", "unreachable")),
             "invalid setting": (
@@ -100,6 +102,11 @@ def test_errors_that_need_a_model(cli: Run, settings_env: Settings, tmp_path: Pa
                 error_line("already holds 1 models", "--force"),
             ),
             "cancel twice": (["cancel", "org/kept@v1"], {}, error_line("org/kept@v1 is not in the list")),
+            "resume queued": (
+                ["resume", "org/kept"],
+                {},
+                error_line("org/kept is queued; only paused downloads can be resumed."),
+            ),
         },
     )
     with Controller(settings_env, listen=False) as controller:

@@ -67,10 +67,10 @@ def test_progress_seen_by_another_process_and_cancel_running(hub: HubServer, sta
     controller.download_model("org/slow")
     observer = Controller(settings_env)  # a second replica, as another UI process would hold
     try:
-        record = wait_for(lambda: (r := observer.models.get("org/slow")) and r["bytes_done"] > 0
-                          and r["status"] == "downloading" and r, 20, "progress")
+        # the small file lands at once, so the first tick has bytes but no speed yet: wait for a measured one
+        record = wait_for(lambda: (r := observer.models.get("org/slow")) and r["speed_bps"] > 0
+                          and r["status"] == "downloading" and r, 20, "progress with a speed")
         assert 0 < record["bytes_done"] < record["bytes_total"] == 4_000_002
-        assert record["speed_bps"] > 0
         controller.cancel_download("org/slow")
         wait_status(observer, "org/slow", {"cancelled"}, timeout=20)
     finally:
@@ -152,7 +152,11 @@ def test_checksum_mismatch_fails_and_deletes_bad_files(hub: HubServer, start_wor
     controller.download_model("org/bad")
     record = wait_status(controller, "org/bad", {"failed"})
     assert "checksum" in record["error"].lower() or "match" in record["error"].lower()
-    wait_for(lambda: not _files(settings_env.resolved_models_dir), 10, "bad files to go")
+    blobs = settings_env.resolved_models_dir / "models--org--bad" / "blobs"
+    assert not [p for p in blobs.iterdir()], "a file that twice failed its checksum is neither published nor kept"
+    hub.wait_idle()
+    assert hub.get_counts[("org/bad", "w.bin")] == 2  # fetched once more after the first mismatch, then given up
+    assert hub.bytes_served[("org/bad", "w.bin")] == 2 * 200_000
 
 
 def test_adopts_models_already_on_disk(hub: HubServer, start_worker, controller: Controller,

@@ -20,7 +20,7 @@ from tests.ui.conftest import PASSWORDS
 from tests.ui.servers import ThreadServer, wait_until
 
 API_NAMES = {"/fetch_models", "/get_model", "/get_logs", "/download_model", "/remove_model",
-             "/cancel_download", "/retry_download"}
+             "/cancel_download", "/pause_download", "/resume_download", "/retry_download"}
 
 
 def login(url: str, name: str) -> str:
@@ -45,6 +45,15 @@ def test_every_api_name_and_its_errors(ui_settings: Settings, serve_ui: Callable
     again = client.predict("org/alpha", "v1", api_name="/download_model")
     assert again["changed"] is False and "already queued" in again["message"]
 
+    paused = client.predict("org/alpha@v1", api_name="/pause_download")
+    assert paused["message"] == "Paused org/alpha@v1." and paused["job_id"] == queued["job_id"]
+    assert client.predict("org/alpha@v1", api_name="/get_model")["status"] == "paused"
+    with pytest.raises(AppError, match="org/alpha@v1 is already paused; resume it to go on"):
+        client.predict("org/alpha@v1", api_name="/pause_download")
+    resumed = client.predict("org/alpha@v1", api_name="/resume_download")
+    assert resumed["changed"] is True and resumed["job_id"] != queued["job_id"]
+    assert client.predict("org/alpha@v1", api_name="/get_model")["job_id"] == resumed["job_id"]
+
     cancelled = client.predict("org/alpha@v1", api_name="/cancel_download")
     assert cancelled["message"] == "Cancelled org/alpha@v1."
     assert client.predict("org/alpha@v1", api_name="/get_model")["status"] == "cancelled"
@@ -65,6 +74,12 @@ def test_every_api_name_and_its_errors(ui_settings: Settings, serve_ui: Callable
         client.predict("org/alpha@v1", api_name="/retry_download")
     with pytest.raises(AppError, match="not downloading; nothing to cancel"):
         client.predict("org/alpha@v1", api_name="/cancel_download")
+    with pytest.raises(AppError, match="org/alpha@v1 is removing; only queued or downloading downloads can be paused"):
+        client.predict("org/alpha@v1", api_name="/pause_download")
+    with pytest.raises(AppError, match="org/alpha@v1 is removing; only paused downloads can be resumed"):
+        client.predict("org/alpha@v1", api_name="/resume_download")
+    config = json.dumps(httpx.get(server.url + "/config", timeout=10).json())
+    assert '"md-pause"' in config and '"md-resume"' in config  # the page's buttons
 
 
 def test_one_request_api_for_curl(ui_settings: Settings, serve_ui: Callable[..., Any]) -> None:
@@ -110,10 +125,16 @@ def test_roles_with_the_users_file(ui_settings: Settings, users_file: Path, serv
     assert viewer.predict(api_name="/fetch_models")[0]["requested_by"] == "alice"
     assert viewer.predict(api_name="/get_logs")[-1].endswith("alice: queued download of org/gamma")
     for api_name, action in [("/download_model", "download models"), ("/remove_model", "remove models"),
-                             ("/cancel_download", "cancel downloads"), ("/retry_download", "retry downloads")]:
+                             ("/cancel_download", "cancel downloads"), ("/pause_download", "pause downloads"),
+                             ("/resume_download", "resume downloads"), ("/retry_download", "retry downloads")]:
         with pytest.raises(AppError, match=f"bob is a viewer and cannot {action}"):
             viewer.predict("org/gamma", api_name=api_name)
     assert admin.predict("org/gamma", api_name="/get_model")["status"] == "queued"  # nothing changed
+    assert admin.predict("org/gamma", api_name="/pause_download")["message"] == "Paused org/gamma."
+    with pytest.raises(AppError, match="bob is a viewer and cannot resume downloads"):
+        viewer.predict("org/gamma", api_name="/resume_download")
+    assert admin.predict("org/gamma", api_name="/resume_download")["changed"] is True
+    assert viewer.predict(api_name="/get_logs")[-1].endswith("alice: resumed download of org/gamma")
 
 
 def test_roles_with_a_trusted_header(ui_settings: Settings, serve_ui: Callable[..., Any],

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.ui.disk import read_usage, render_disk
-from app.ui.format import human_bytes, human_duration, split_patterns
+from app.ui.format import human_bytes, human_duration, retry_text, split_patterns
 from app.ui.live import LiveView
 from app.ui.logs import log_tag, render_logs
 from app.ui.models_table import PAGE_SIZE, TableQuery, progress_html, render_table, select
@@ -48,6 +48,37 @@ def test_failed_row_shows_its_reason_escaped() -> None:
                         TableQuery())
     assert "md-status-failed" in html
     assert "Repo &lt;org/x&gt; not found; check the name" in html
+
+
+def test_paused_row_shows_what_it_kept_and_filters() -> None:
+    paused = record("org/p", "paused", bytes_done=500_000_000, bytes_total=2_000_000_000)
+    html = render_table([paused, record("org/r")], TableQuery())
+    assert 'data-status="paused"' in html and "md-status-paused" in html
+    assert "paused at 25% · 500.0 MB / 2.0 GB" in html and "500.0 MB</td>" in html  # size on disk so far
+    assert "2 models · 1 paused · 1 ready" in html
+    assert [r["name"] for r in select([paused, record("org/r")], TableQuery(status="paused"))[0]] == ["org/p"]
+    assert TableQuery.of(None, "paused", None, None).status == "paused"
+
+
+def test_a_download_waiting_out_an_outage_says_when_it_tries_again() -> None:
+    now = time.time()
+    retry = {"attempt": 3, "in_s": 8, "cause": "HTTP 503", "since": now - 30}
+    rec = record("org/a", "downloading", bytes_done=500_000_000, bytes_total=2_000_000_000, retry=retry,
+                 updated_at=now, speed_bps=0.0)
+    html = progress_html(rec)
+    assert "25% · 500.0 MB / 2.0 GB · retrying in 8 s after HTTP 503</div>" in html
+    assert "ETA" not in html and "B/s" not in html
+    assert retry_text({**rec, "updated_at": now - 5}, now=now) == "retrying in 3 s after HTTP 503"
+    assert retry_text({**rec, "updated_at": now - 60}, now=now) == "retrying in 0 s after HTTP 503"  # never below 0
+    assert retry_text({**rec, "retry": None}) == "" and retry_text({**rec, "status": "paused"}) == ""
+    assert "retrying in 8 s after HTTP 503" in render_table([rec], TableQuery())
+
+
+def test_a_download_asked_to_stop_says_so() -> None:
+    rec = record("org/a", "downloading", bytes_done=5, bytes_total=10, pause_requested=True)
+    assert progress_html(rec).endswith(" · pausing…</div>")
+    both = progress_html({**rec, "cancel_requested": True})  # a cancel wins over a pause
+    assert both.endswith(" · cancelling…</div>") and "pausing" not in both
 
 
 def test_filter_sort_and_pages() -> None:
