@@ -396,11 +396,12 @@ def status(
     from app.cli_output import status_view
     from app.connection import connect
     from app.controller import Controller
-    from app.status import fill_report, redis_report
+    from app.status import TransferLimits, fill_report, redis_report
 
     settings = cli_settings()
     connection = connect(settings)
     report = redis_report(connection)
+    report.transfers = TransferLimits.of(settings)
     if report.redis_version is not None:
         with Controller(settings, connection, listen=False) as controller:
             fill_report(

@@ -163,7 +163,8 @@ class DownloadView:
 def status_view(report: HealthReport) -> RenderableType:
     parts: list[RenderableType] = [_redis_line(report)]
     if report.redis_version is not None:
-        parts += [_queues_table(report), _workers_table(report), _models_line(report), _volume_line(report)]
+        parts += [_queues_table(report), _workers_table(report), _models_line(report), _volume_line(report),
+                  _transfers_line(report)]
     parts += [f"[red]✗ {escape(problem)}[/]" for problem in report.problems]
     parts += [f"[yellow]! {escape(warning)}[/]" for warning in report.warnings]
     parts.append("[green]healthy[/]" if report.healthy else "[red]unhealthy[/]")
@@ -213,4 +214,16 @@ def _volume_line(report: HealthReport) -> str:
     volume = report.volume
     if volume is None:
         return "[bold]Volume[/]  models volume not mounted on this host"
-    return f"[bold]Volume[/]  {volume.path}: {human_bytes(volume.free_bytes)} free of {human_bytes(volume.total_bytes)}"
+    partial = f", {human_bytes(volume.partial_bytes)} in partial files" if volume.partial_bytes else ""
+    return (f"[bold]Volume[/]  {escape(volume.path)}: {human_bytes(volume.free_bytes)} free of "
+            f"{human_bytes(volume.total_bytes)}{partial}")
+
+
+def _transfers_line(report: HealthReport) -> str:
+    limits = report.transfers
+    if limits is None:
+        return ""
+    cap = f"{human_bytes(limits.max_bandwidth)}/s per worker" if limits.max_bandwidth else "no bandwidth cap"
+    return (f"[bold]Transfers[/]  {cap}, {limits.max_files} files at a time per download, {limits.transfer} "
+            f"transfer, stall after {limits.stall_s:g} s, give up after {limits.retry_window_s:g} s without a byte "
+            "(this host's settings)")

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from app import snapshot
+from app import snapshot, volume
 from app.connection import connect
 from app.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
 from app.jobqueue import JobQueue, new_job_id
@@ -391,13 +391,15 @@ class Controller:
         return Outcome(name, f"Verifying {name}; the result appears in the log.", True, job_id)
 
     def disk_usage(self) -> dict[str, int] | None:
-        """Total/used/free bytes of the models volume and the models' size; None if not mounted here."""
+        """Total/used/free bytes of the models volume, the models' size and the bytes in partial files; None if
+        the volume is not mounted here."""
         models_dir = self.settings.resolved_models_dir
         if not models_dir.is_dir():
             return None
         usage = shutil.disk_usage(models_dir)
         models_bytes = sum(int(m.get("size_bytes") or 0) for m in self.replica.models.values())
-        return {"total": usage.total, "used": usage.used, "free": usage.free, "models_bytes": models_bytes}
+        return {"total": usage.total, "used": usage.used, "free": usage.free, "models_bytes": models_bytes,
+                "partial_bytes": volume.partial_bytes(models_dir)}
 
     def add_log(self, what: str, who: str | None = None) -> None:
         self._apply_own(self.store.append_log(LogEntry(who or SYSTEM_USER, what)))

@@ -22,10 +22,12 @@ from rq.command import PUBSUB_CHANNEL_TEMPLATE
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
+from app import volume
 from app.connection import check, connection_url, redact
 from app.errors import ConfigError, StateUnavailableError
 from app.jobqueue import JobQueue
 from app.records import Status
+from app.settings import Settings
 from app.store import redis_errors
 
 LOW_SPACE_FRACTION = 0.05
@@ -58,6 +60,23 @@ class VolumeInfo:
     path: str
     total_bytes: int
     free_bytes: int
+    partial_bytes: int = 0
+
+
+@dataclass
+class TransferLimits:
+    """The download limits in this host's settings (workers started with the same environment share them)."""
+
+    max_bandwidth: int | None
+    max_files: int
+    stall_s: float
+    retry_window_s: float
+    transfer: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> TransferLimits:
+        return cls(settings.max_bandwidth, settings.max_files, settings.stall_s, settings.retry_window_s,
+                   settings.transfer)
 
 
 @dataclass
@@ -70,6 +89,7 @@ class HealthReport:
     workers: list[WorkerInfo] = field(default_factory=list)
     models_by_status: dict[str, int] = field(default_factory=dict)
     volume: VolumeInfo | None = None
+    transfers: TransferLimits | None = None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -174,7 +194,8 @@ def volume_info(models_dir: Path) -> VolumeInfo | None:
     if not models_dir.is_dir():
         return None
     usage = shutil.disk_usage(models_dir)
-    return VolumeInfo(path=str(models_dir), total_bytes=usage.total, free_bytes=usage.free)
+    return VolumeInfo(path=str(models_dir), total_bytes=usage.total, free_bytes=usage.free,
+                      partial_bytes=volume.partial_bytes(models_dir))
 
 
 def _problems(report: HealthReport) -> list[str]:

@@ -372,6 +372,11 @@ class HubServer:
         self._thread.start()
         return self
 
+    def drop_connections(self) -> None:
+        """Cut every open connection now (a network blip); the server keeps serving new ones."""
+        if self._server is not None:
+            self._server.close_connections()
+
     def stop(self) -> None:
         """Stop serving and drop every open connection (stalled and throttled responses end at once)."""
         server, self._server = self._server, None

@@ -69,7 +69,7 @@ class ProgressReporter:
         return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
 
     def _write(self, progress: ProgressLike, speed: float, eta: float | None) -> None:
-        outage_began = progress.retry is not None and (self._retry is None or self._retry.since != progress.retry.since)
+        outage_began = progress.retry is not None and self._retry is None  # files failing together: one outage
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
             if current is None or current.job_id != self.job_id or current.status is not Status.DOWNLOADING:

@@ -30,7 +30,7 @@ def read_usage(controller: object) -> Mapping[str, int] | None:
     if not isinstance(usage, Mapping):
         return None
     try:
-        return {k: int(usage[k]) for k in ("total", "used", "free", "models_bytes")}
+        return {k: int(usage.get(k, 0)) for k in ("total", "used", "free", "models_bytes", "partial_bytes")}
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -46,4 +46,12 @@ def render_disk(usage: Mapping[str, int] | None, records: Sequence[dict[str, Any
     return (f'<div class="md-disk"><div class="md-bar" role="progressbar" aria-valuemin="0" '
             f'aria-valuemax="100" aria-valuenow="{pct:.0f}"><span style="width:{pct:.1f}%"></span></div>'
             f"<p>{human_bytes(usage['free'])} free of {human_bytes(usage['total'])} "
-            f"({pct:.0f}% used); models take {human_bytes(usage['models_bytes'])}.</p>{listed_line}</div>")
+            f"({pct:.0f}% used); models take {human_bytes(usage['models_bytes'])}.</p>{listed_line}"
+            f"{_partial_line(usage.get('partial_bytes', 0))}</div>")
+
+
+def _partial_line(partial: int) -> str:
+    if partial <= 0:
+        return ""
+    return (f"<p>{human_bytes(partial)} in partial files (paused, failed or running downloads: Resume or "
+            "Retry continues them, Cancel or Remove deletes them).</p>")

@@ -116,6 +116,8 @@ class _File:
         self.done = False
         self.retry: RetryState | None = None
         self.retry_mark = 0
+        self.outage_since = 0.0
+        """Unix time of the last byte before the current outage: one outage, one ``since``, one log line."""
         self.started = time.monotonic()
 
     @property
@@ -353,6 +355,7 @@ class Transfer:
                     raise
                 if item.bytes_done != mark:  # bytes arrived since the last failure: a new outage
                     attempt, mark = 0, item.bytes_done
+                    item.outage_since = round(time.time() - (time.monotonic() - item.last_progress()), 3)
                 attempt += 1
                 self._wait_before_retry(item, error, cause, attempt)
 
@@ -367,9 +370,8 @@ class Transfer:
             ) from error
         delay = min(self.options.backoff.delay(attempt, retry_after=retry_after(error)),
                     self.options.retry_window_s - quiet)
-        since = time.time() - quiet
         item.retry_mark = item.bytes_done
-        item.retry = RetryState(attempt=attempt, in_s=round(delay, 1), cause=cause, since=round(since, 3))
+        item.retry = RetryState(attempt=attempt, in_s=round(delay, 1), cause=cause, since=item.outage_since)
         log.info("%s of %s: %s; retry %d in %.1fs", item.planned.path, self.plan.repo_id, cause, attempt, delay)
         if self._stop.wait(delay):
             raise TransferStopped("stopped while waiting to retry") from error
