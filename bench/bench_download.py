@@ -1,7 +1,8 @@
 """Download throughput: Model Depot's worker vs a bare ``snapshot_download`` of the same repo.
 
-A local Hub (``python -m tests.hubserver``, its own process) serves one repo of 8 generated files (128 MiB
-each, 1 GiB; ``--quick``: 32 MiB each, 256 MiB). One ``python -m app.cli worker`` is started and left idle.
+A local Hub (``python -m tests.hubserver``, its own process) serves one repo: ``--layout one-gib``, 8 generated
+files of 128 MiB (1 GiB; ``--quick``: 32 MiB each), or ``--layout mixed``, one 256 MiB shard, four of 48 MiB and
+15 small files (``--quick``: a quarter); without ``--layout`` both run, one after the other. One ``python -m app.cli worker`` is started and left idle.
 Model Depot's figure is the time from ``Controller.download_model`` until the bench process's replica shows
 the record ``ready``; the baseline is ``huggingface_hub.snapshot_download(repo, cache_dir=<fresh dir>,
 endpoint=<hub>)`` called in the bench process. After one untimed bare warm-up run, runs alternate: app,
@@ -10,8 +11,8 @@ controller. Goal: app / bare <= 1.05 (medians).
 
 The app run is split using the record's own timestamps (written by the worker) and the blob files' mtimes:
 queued -> claimed (dispatch), claimed -> plan written (dry run), -> last blob written (transfer), -> ready
-(the checksums still unchecked, size, success hook, snapshot save; the worker hashes each file as it
-lands, see workers/verification.py). The bare run is followed by a timed
+(size, success hook, snapshot save: the worker hashed each file while writing it, see workers/transfer/).
+The bare run is followed by a timed
 ``HfApi.verify_repo_checksums`` of its cache, to show what the verification step costs on its own, and one
 more bare run is the first call of a fresh process (what a forked work-horse meets: a cold HTTP client, a
 heap that has not grown yet).
@@ -51,10 +52,42 @@ from bench.harness import (
     worker_env,
 )
 
-REPO = "bench/one-gib"
-FILES = 8
 GOAL = 1.05
 MiB = 1 << 20
+KiB = 1 << 10
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A repo to benchmark: its name and its files (path -> size)."""
+
+    repo: str
+    files: dict[str, int]
+    label: str
+
+    @property
+    def size(self) -> int:
+        return sum(self.files.values())
+
+
+def one_gib(quick: bool) -> Layout:
+    each = (32 if quick else 128) * MiB
+    files = {f"model-{i + 1:05d}-of-00008.safetensors": each for i in range(8)}
+    return Layout("bench/one-gib", files, f"{8 * each / (1 << 30):g} GiB (8 x {each // MiB} MiB)")
+
+
+def mixed(quick: bool) -> Layout:
+    """A model as the Hub has them: one big shard, a few mid-size ones, many small text files."""
+    scale = 4 if quick else 1
+    files = {"model-00001-of-00005.safetensors": 256 * MiB // scale}
+    files |= {f"model-0000{i}-of-00005.safetensors": 48 * MiB // scale for i in range(2, 6)}
+    files |= {f"config-{i}.json": (i + 1) * 700 for i in range(12)}
+    files |= {"tokenizer.json": 7 * MiB // scale, "vocab.txt": 900 * KiB, "merges.txt": 450 * KiB}
+    total = sum(files.values())
+    return Layout("bench/mixed", files, f"mixed {total / MiB:.0f} MiB (1 big, 4 mid, {len(files) - 5} small)")
+
+
+LAYOUTS = {"one-gib": one_gib, "mixed": mixed}
 
 
 @dataclass
@@ -66,10 +99,10 @@ class AppRun:
 # ---- servers -------------------------------------------------------------------------------------------
 
 
-def start_hub(file_size: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_hub(layout: Layout, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The fake Hub as a child process (it hashes its files before printing its URL)."""
-    files = ",".join(f"model-{i + 1:05d}-of-{FILES:05d}.safetensors={file_size}" for i in range(FILES))
-    args = [sys.executable, "-m", "tests.hubserver", "--port", "0", "--repo", f"{REPO}:{files}"]
+    files = ",".join(f"{name}={size}" for name, size in layout.files.items())
+    args = [sys.executable, "-m", "tests.hubserver", "--port", "0", "--repo", f"{layout.repo}:{files}"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
@@ -83,16 +116,16 @@ def start_hub(file_size: int, log_path: Path) -> tuple[subprocess.Popen[bytes], 
 # ---- the two ways to download --------------------------------------------------------------------------
 
 
-def bare_run(hub_url: str, scratch: Path) -> tuple[float, float]:
+def bare_run(repo: str, hub_url: str, scratch: Path) -> tuple[float, float]:
     """Seconds of snapshot_download into a fresh cache, then seconds of verify_repo_checksums on it."""
     from huggingface_hub import HfApi, snapshot_download
 
     cache_dir = scratch / f"bare-{time.monotonic_ns()}"
     started = time.monotonic()
-    snapshot_download(REPO, cache_dir=cache_dir, endpoint=hub_url)
+    snapshot_download(repo, cache_dir=cache_dir, endpoint=hub_url)
     took = time.monotonic() - started
     started = time.monotonic()
-    result = HfApi(endpoint=hub_url).verify_repo_checksums(REPO, cache_dir=cache_dir)
+    result = HfApi(endpoint=hub_url).verify_repo_checksums(repo, cache_dir=cache_dir)
     verify = time.monotonic() - started
     assert not result.mismatches, result.mismatches
     shutil.rmtree(cache_dir)
@@ -108,12 +141,12 @@ print(time.monotonic() - started)
 """
 
 
-def cold_run(hub_url: str, scratch: Path) -> float:
+def cold_run(repo: str, hub_url: str, scratch: Path) -> float:
     """Seconds of snapshot_download as the first call of a fresh process (imports not counted), the way a
     forked RQ work-horse meets it: no warm HTTP client, no grown heap."""
     cache_dir = scratch / f"cold-{time.monotonic_ns()}"
     done = subprocess.run(
-        [sys.executable, "-c", _COLD, REPO, str(cache_dir), hub_url],
+        [sys.executable, "-c", _COLD, repo, str(cache_dir), hub_url],
         capture_output=True,
         text=True,
         check=True,
@@ -124,18 +157,18 @@ def cold_run(hub_url: str, scratch: Path) -> float:
     return float(done.stdout.strip())
 
 
-def app_run(controller: Any, models_dir: Path, timeout: float) -> AppRun:
+def app_run(repo: str, controller: Any, models_dir: Path, timeout: float) -> AppRun:
     """download_model -> ready in this process's replica, then remove the model again."""
     requested = time.time()
     started = time.monotonic()
-    controller.download_model(REPO, requested_by="bench")
-    record = wait_status(controller, REPO, {"ready", "failed", "cancelled"}, timeout)
+    controller.download_model(repo, requested_by="bench")
+    record = wait_status(controller, repo, {"ready", "failed", "cancelled"}, timeout)
     total = time.monotonic() - started
     if record["status"] != "ready":
         raise RuntimeError(f"download ended {record['status']}: {record.get('error')}")
-    run = AppRun(total, split(controller, requested, record, models_dir))
-    controller.remove_model(REPO, requested_by="bench")
-    wait_status(controller, REPO, {"gone"}, 60)
+    run = AppRun(total, split(repo, controller, requested, record, models_dir))
+    controller.remove_model(repo, requested_by="bench")
+    wait_status(controller, repo, {"gone"}, 60)
     return run
 
 
@@ -151,20 +184,20 @@ def wait_status(controller: Any, name: str, wanted: set[str], timeout: float) ->
     raise TimeoutError(f"{name} did not become {wanted} within {timeout}s: {controller.models.get(name)}")
 
 
-def split(controller: Any, requested: float, ready: dict[str, Any], models_dir: Path) -> dict[str, float]:
+def split(repo: str, controller: Any, requested: float, ready: dict[str, Any], models_dir: Path) -> dict[str, float]:
     """Phase durations from the events of this run (stream) and the blob mtimes."""
     events = controller.redis.xrange(controller.keys.events_stream, min=f"{int(requested * 1000)}-0")
     claimed = planned = None
     for _, fields in events:
         event = json.loads(fields[b"event"])
         record = event.get("record") or {}
-        if event.get("name") != REPO or record.get("job_id") != ready["job_id"]:
+        if event.get("name") != repo or record.get("job_id") != ready["job_id"]:
             continue
         if claimed is None and record.get("status") == "downloading":
             claimed = record["updated_at"]
         elif planned is None and claimed is not None and record.get("bytes_total"):
             planned = record["updated_at"]
-    blobs = list((models_dir / f"models--{REPO.replace('/', '--')}" / "blobs").iterdir())
+    blobs = list((models_dir / f"models--{repo.replace('/', '--')}" / "blobs").iterdir())
     transferred = max(blob.stat().st_mtime for blob in blobs)
     if claimed is None or planned is None:
         return {}
@@ -172,29 +205,28 @@ def split(controller: Any, requested: float, ready: dict[str, Any], models_dir: 
         "queued -> claimed": claimed - requested,
         "claimed -> planned (dry run)": planned - claimed,
         "planned -> last byte on disk": transferred - planned,
-        "last byte -> ready (verify, hooks, snapshot)": ready["finished_at"] - transferred,
+        "last byte -> ready (hooks, snapshot)": ready["finished_at"] - transferred,
     }
 
 
 # ---- the run -------------------------------------------------------------------------------------------
 
 
-def run(quick: bool) -> bool:
-    file_size = (32 if quick else 128) * MiB
+def run(quick: bool, layout: Layout) -> bool:
     order = ["bare", "app", "cold"] if quick else ["app", "bare", "cold", "bare", "app"]
     with tempfile.TemporaryDirectory(prefix="bench-dl-") as tmp_name:
         tmp = Path(tmp_name)
-        hub, hub_url = start_hub(file_size, tmp / "hub.log")
+        hub, hub_url = start_hub(layout, tmp / "hub.log")
         try:
             with redis_server(tmp / "redis") as url:
-                results = measure(url, hub_url, tmp, order, timeout=60 if quick else 170)
+                results = measure(layout.repo, url, hub_url, tmp, order, timeout=60 if quick else 170)
         finally:
             stop_process(hub)
-    return report(quick, file_size * FILES, *results)
+    return report(quick, layout, *results)
 
 
 def measure(
-    url: str, hub_url: str, tmp: Path, order: list[str], timeout: float
+    repo: str, url: str, hub_url: str, tmp: Path, order: list[str], timeout: float
 ) -> tuple[list[AppRun], list[float], list[float], list[float]]:
     from app.controller import Controller
     from app.settings import Settings
@@ -210,15 +242,15 @@ def measure(
         verifies: list[float] = []
         colds: list[float] = []
         try:
-            bare_run(hub_url, tmp)  # warm-up, not counted: first connections, the hub's block pools
+            bare_run(repo, hub_url, tmp)  # warm-up, not counted: first connections, the hub's block pools
             for kind in order:
                 if kind == "app":
-                    apps.append(app_run(controller, data_dir / "models", timeout))
+                    apps.append(app_run(repo, controller, data_dir / "models", timeout))
                     wait_for_idle_workers(connection, 1, proc=worker)
                 elif kind == "cold":
-                    colds.append(cold_run(hub_url, tmp))
+                    colds.append(cold_run(repo, hub_url, tmp))
                 else:
-                    took, verify = bare_run(hub_url, tmp)
+                    took, verify = bare_run(repo, hub_url, tmp)
                     bares.append(took)
                     verifies.append(verify)
         finally:
@@ -228,16 +260,16 @@ def measure(
 
 
 def report(
-    quick: bool, size: int, apps: list[AppRun], bares: list[float], verifies: list[float], colds: list[float]
+    quick: bool, layout: Layout, apps: list[AppRun], bares: list[float], verifies: list[float], colds: list[float]
 ) -> bool:
     from bench.harness import print_table
 
     app, bare = median([a.total for a in apps]), median(bares)
     met = app / bare <= GOAL
-    gib = size / (1 << 30)
+    size = layout.size
     rows = [
         Row(
-            f"{gib:g} GiB ({FILES} x {size // FILES // MiB} MiB): download_model -> ready, median of {len(apps)}",
+            f"{layout.label}: download_model -> ready, median of {len(apps)}",
             f"{app:.2f} s ({size / app / MiB:.0f} MiB/s)",
             f"{bare:.2f} s ({size / bare / MiB:.0f} MiB/s), median of {len(bares)}",
             f"{app / bare:.2f}",
@@ -261,15 +293,18 @@ def report(
     for phase in apps[-1].phases:
         values = [a.phases[phase] for a in apps if phase in a.phases]
         rows.append(Row(f"  app: {phase}", f"{median(values):.2f} s", "", ""))
-    print_table("bench_download" + (" --quick" if quick else ""), rows)
+    print_table(f"bench_download --layout {layout.repo.rsplit('/', 1)[-1]}" + (" --quick" if quick else ""), rows)
     return met
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="256 MiB, one run each (< 30 s)")
+    parser.add_argument("--quick", action="store_true", help="a quarter of the bytes, one run each (< 30 s)")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), action="append",
+                        help="which repo (default: both, one after the other)")
     args = parser.parse_args()
-    return 0 if run(args.quick) else 1
+    results = [run(args.quick, LAYOUTS[name](args.quick)) for name in args.layout or ("one-gib", "mixed")]
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ from huggingface_hub.file_download import _chmod_and_move
 
 HashAlgo = Literal["sha256", "git-sha1"]
 _READ_BLOCK = 8 << 20
+SYNC_EVERY = 32 << 20
+"""Bytes written between two ``fdatasync`` calls: the disk writes back while the network still delivers, so the
+fsync before publishing has little left to flush (one at the end of a 1 GiB download took 0.3 s here)."""
 
 
 class TransferStopped(Exception):
@@ -42,6 +45,7 @@ class PartialFile:
         self._hash = _new_hash(algorithm, size)
         self.size = 0
         """Bytes in the file (and hashed); read by the progress loop in another thread."""
+        self._unsynced = 0
         self.last_write = time.monotonic()
         self._position = 0
 
@@ -78,6 +82,10 @@ class PartialFile:
             self.size = max(self.size, self._position)
             view = view[written:]
         self.last_write = time.monotonic()
+        self._unsynced += len(data)
+        if self._unsynced >= SYNC_EVERY:
+            os.fdatasync(self._fd)
+            self._unsynced = 0
         return len(data)
 
     def tell(self) -> int:

@@ -4,7 +4,7 @@ Transient: HTTP 408, 429 and 5xx, connection refused or reset, a read timeout (a
 ``MODELDEPOT_STALL_S``), and a body cut short. Everything else (not found, gated, disk full, a bad
 checksum...) is permanent and fails the download at once. Waits grow exponentially with full jitter
 (AWS's "Exponential Backoff and Jitter"): a random time between 0 and ``min(cap, base * 2**n)``, so many
-workers hit by one outage do not come back in step; a ``Retry-After`` from the Hub wins.
+workers hit by one outage do not come back in step; a longer ``Retry-After`` from the Hub wins.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ class Backoff:
     cap_s: float = 60.0
 
     def delay(self, attempt: int, *, retry_after: float | None = None, rng: random.Random | None = None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap_s)
+        """The wait before retry number ``attempt`` of an outage; never shorter than the Hub's ``Retry-After``
+        (a ``Retry-After: 0`` does not turn the backoff into a busy loop)."""
         ceiling = min(self.cap_s, self.base_s * 2 ** max(attempt - 1, 0))
-        return (rng or random).uniform(0, ceiling)
+        jittered = (rng or random).uniform(0, ceiling)
+        return max(jittered, retry_after or 0.0)
 
 
 def transient_cause(error: BaseException) -> str | None:
