@@ -2,7 +2,8 @@
 
 A local Hub (``python -m tests.hubserver``, its own process) serves one repo: ``--layout one-gib``, 8 generated
 files of 128 MiB (1 GiB; ``--quick``: 32 MiB each), or ``--layout mixed``, one 256 MiB shard, four of 48 MiB and
-15 small files (``--quick``: a quarter); without ``--layout`` both run, one after the other. One ``python -m app.cli worker`` is started and left idle.
+15 small files (``--quick``: a quarter); without ``--layout`` both run, one after the other.
+One ``python -m app.cli worker`` is started and left idle.
 Model Depot's figure is the time from ``Controller.download_model`` until the bench process's replica shows
 the record ``ready``; the baseline is ``huggingface_hub.snapshot_download(repo, cache_dir=<fresh dir>,
 endpoint=<hub>)`` called in the bench process. After one untimed bare warm-up run, runs alternate: app,

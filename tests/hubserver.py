@@ -305,6 +305,9 @@ class HubServer:
         valid_tokens: bearer tokens that may download gated repos.
         throttle_bps: bytes per second per GET body (None = as fast as possible). Read before every piece of
             a body, so a change applies to responses already streaming, from then on.
+        xet: announce every file as Xet-backed (``X-Xet-Hash``, ``X-Xet-Refresh-Route``), as most repos on the
+            real Hub are; the files are still served over plain HTTP (there is no Xet storage here, and its
+            token route answers 404).
         ignore_range: answer a GET that carries a ``Range`` header ``200`` with the whole file, as a CDN that
             ignores ``Range`` does (faults still apply; the request is still in ``range_requests``).
         lfs_threshold: files at least this big (bytes) are LFS files; read by :meth:`add_repo`.
@@ -328,6 +331,7 @@ class HubServer:
         self.valid_tokens: set[str] = set()
         self.throttle_bps: int | None = None
         self.ignore_range = False
+        self.xet = False
         self.lfs_threshold = DEFAULT_LFS_THRESHOLD
         self.tree_page_size = 1000
         self.stall_seconds = 30.0
@@ -991,7 +995,11 @@ class _Handler(BaseHTTPRequestHandler):
         if byte_range is not None:
             start, end = byte_range
         self.send_response(206 if byte_range else 200)
-        for name, value in _file_headers(commit, file, start, end, byte_range is not None).items():
+        headers = _file_headers(commit, file, start, end, byte_range is not None)
+        if self.hub.xet:
+            headers |= {"X-Xet-Hash": file.sha256,
+                        "X-Xet-Refresh-Route": f"/api/models/{repo_id}/xet-read-token/{commit.sha}"}
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         if method == "GET":

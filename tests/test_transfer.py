@@ -20,7 +20,7 @@ import pytest
 import redis
 from huggingface_hub import HfApi, constants, scan_cache_dir
 
-from app.errors import DiskFullError, HubNetworkError, IntegrityError, JobCancelledError
+from app.errors import DiskFullError, DownloadError, HubNetworkError, IntegrityError, JobCancelledError
 from app.keys import Keys
 from tests.hubserver import HubServer, point_huggingface_hub_at
 from workers import cache, hub
@@ -369,3 +369,56 @@ def test_disk_full_mid_file_keeps_the_partial_and_resumes_after_space_is_freed(
     verified(repo_id, sha, tiny_volume)
     resumed_at = [start for repo, path, start in hf.range_requests if repo == repo_id]
     assert resumed_at == [kept]
+
+
+# -- Xet -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "http"])
+def test_xet_backed_files_come_over_resumable_http(hf: HubServer, models: Path, redis_client: redis.Redis,
+                                                   mode: str) -> None:
+    """Most Hub repos announce Xet; ``auto`` and ``http`` still take the resumable, hashed, capped HTTP path."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    repo_id, sha = new_repo(hf, {"w.bin": 2 * MB})
+    hf.xet = True
+    try:
+        assert get_hf_file_metadata(hf_hub_url(repo_id, "w.bin", revision=sha)).xet_file_data is not None
+        hf.set_fault(repo_id, "w.bin", "reset", times=1, cut_at=MB)
+
+        run(hub.plan_download(repo_id, cache_dir=models), models, redis_client,
+            options=TransferOptions(mode=mode, backoff=Backoff(0.05, 0.2)))
+    finally:
+        hf.xet = False
+
+    verified(repo_id, sha, models)
+    assert served(hf, repo_id, "w.bin") == 2 * MB
+
+
+def test_xet_mode_without_hf_xet_says_what_to_do(hf: HubServer, models: Path, redis_client: redis.Redis) -> None:
+    repo_id, _ = new_repo(hf, {"w.bin": MB})
+    hf.xet = True  # HF_HUB_DISABLE_XET is set by the fixture, so hf_xet cannot be used
+    try:
+        with pytest.raises(DownloadError, match="MODELDEPOT_TRANSFER=xet, but hf_xet cannot be used"):
+            run(hub.plan_download(repo_id, cache_dir=models), models, redis_client,
+                options=TransferOptions(mode="xet"))
+    finally:
+        hf.xet = False
+    assert served(hf, repo_id, "w.bin") == 0
+
+
+@pytest.mark.parametrize("etag", ["../../models--other--repo/blobs/x", "a/b", "..", "", ".hidden", "x" * 200])
+def test_an_etag_that_is_no_plain_name_is_refused(etag: str) -> None:
+    from workers.transfer.engine import checked_etag
+
+    with pytest.raises(DownloadError, match="not a plain name"):
+        checked_etag(etag, "org/name")
+
+
+def test_a_file_path_from_the_hub_cannot_leave_the_snapshot(tmp_path: Path) -> None:
+    from app.errors import InvalidInputError
+
+    for path in ("../../../etc/passwd", "/etc/passwd", "a//b", "a/./b"):
+        with pytest.raises(InvalidInputError):
+            cache.file_in_snapshot(tmp_path, path)
+    assert cache.file_in_snapshot(tmp_path, "sub/model.safetensors") == tmp_path / "sub/model.safetensors"

@@ -195,13 +195,13 @@ def partial_bytes(repo_id: str, cache_dir: Path) -> int:
     return sum(_size(p) for p in (repo_dir(repo_id, cache_dir) / "blobs").glob(f"*{_INCOMPLETE}"))
 
 
-def inside(path: Path, cache_dir: Path) -> Path:
-    """``path``, checked to lie inside ``cache_dir`` (a Hub answer or a file name must not lead out of it).
+def file_in_snapshot(snapshot: Path, path: str) -> Path:
+    """The link of repo file ``path`` in ``snapshot``; a name from the Hub must not lead out of it.
 
     Raises:
-        InvalidInputError: it does not.
+        InvalidInputError: ``path`` is absolute or has a ``..`` or empty part.
     """
-    return _inside(cache_dir.resolve(), path)
+    return snapshot / _checked_relative(path)
 
 
 # -- deleting --------------------------------------------------------------------------------------------

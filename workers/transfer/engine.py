@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ from huggingface_hub.utils._runtime import is_xet_available
 from app.errors import DownloadError, HubNetworkError, IntegrityError
 from app.records import RetryState
 from app.settings import Settings
+from app.validation import show
 from workers import cache
 from workers.hub_errors import hub_errors, integrity_message
 from workers.plan import DownloadPlan, PlannedFile
@@ -63,6 +65,7 @@ throttling and stop checks."""
 _STOP_GRACE_S = 5.0
 _CLAIM_POLL_S = 0.5
 _INCOMPLETE = ".incomplete"
+_ETAG = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ class Transfer:
     # -- one file, in its own thread
 
     def _fetch_file(self, item: _File) -> None:
-        pointer = cache.inside(self.snapshot / item.planned.path, self.cache_dir)
+        pointer = cache.file_in_snapshot(self.snapshot, item.planned.path)
         if pointer.exists():
             item.done = True
             return
@@ -237,7 +240,7 @@ class Transfer:
             expected = self._expected.get(item.planned.path)
             if expected is None or meta.etag is None:
                 raise IntegrityError(integrity_message(self.plan.repo_id, [], [item.planned.path]))
-            blob = cache.inside(self.repo / "blobs" / meta.etag, self.cache_dir)
+            blob = self.repo / "blobs" / checked_etag(meta.etag, self.plan.repo_id)
             if not blob.exists():
                 fetched = self._claimed_fetch(item, meta, expected, blob)
         pointer.parent.mkdir(parents=True, exist_ok=True)
@@ -286,7 +289,7 @@ class Transfer:
 
     def _fetch_blob(self, item: _File, meta: HfFileMetadata, expected: Expected, blob: Path) -> None:
         size = meta.size if meta.size is not None else item.planned.size
-        path = cache.inside(blob.with_name(blob.name + _INCOMPLETE), self.cache_dir)
+        path = blob.with_name(blob.name + _INCOMPLETE)
         partial = PartialFile.open(path, algorithm=expected.algorithm, size=size, stop=self._stop,
                                    throttle=self._throttle)
         item.partial = partial
@@ -329,8 +332,9 @@ class Transfer:
             return False
         if self.options.mode == "xet":
             if not is_xet_available():
-                raise DownloadError("MODELDEPOT_TRANSFER=xet, but hf_xet is not installed on this worker: "
-                                    "pip install hf_xet, or set MODELDEPOT_TRANSFER=auto.")
+                raise DownloadError("MODELDEPOT_TRANSFER=xet, but hf_xet cannot be used on this worker (not "
+                                    "installed, or HF_HUB_DISABLE_XET is set): pip install hf_xet and unset "
+                                    "HF_HUB_DISABLE_XET, or set MODELDEPOT_TRANSFER=auto.")
             return True
         return size > constants.MAX_HTTP_DOWNLOAD_SIZE and is_xet_available()  # the Hub's HTTP limit
 
@@ -375,6 +379,18 @@ class Transfer:
         log.info("%s of %s: %s; retry %d in %.1fs", item.planned.path, self.plan.repo_id, cause, attempt, delay)
         if self._stop.wait(delay):
             raise TransferStopped("stopped while waiting to retry") from error
+
+
+def checked_etag(etag: str, repo_id: str) -> str:
+    """``etag`` if it can name a blob file (the Hub's are hex digests); a Hub answer must not choose a path.
+
+    Raises:
+        DownloadError: it cannot.
+    """
+    if not _ETAG.fullmatch(etag) or ".." in etag:
+        raise DownloadError(f"The Hub answered an ETag for a file of {repo_id} that is not a plain name "
+                            f"({show(etag)}); check HF_ENDPOINT and any proxy in front of it, then retry.")
+    return etag
 
 
 def _configure_http(options: TransferOptions) -> None:
