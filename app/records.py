@@ -51,7 +51,9 @@ class RetryState(BaseModel):
     attempt: int
     """Tries since the last byte arrived (1 = the first retry of this outage)."""
     in_s: float
-    """Seconds from ``updated_at`` until the next try."""
+    """Seconds the worker waits before the next try (as decided when it failed)."""
+    next_at: float = 0.0
+    """Unix time of the next try (progress writes during the wait do not move it)."""
     cause: str
     """What failed, in a few words (``HTTP 503``, ``connection reset``, ``no data for 30 s``)."""
     since: float
@@ -102,12 +104,12 @@ class ModelRecord(BaseModel):
 def retry_text(record: Mapping[str, Any], *, now: float | None = None) -> str:
     """``"retrying in 8 s after HTTP 503"`` for a download waiting out an outage, ``""`` otherwise (page and CLI).
 
-    The seconds left count down from the record's last write (``updated_at + retry.in_s``), never below 0.
+    The seconds left count down to ``retry.next_at``, never below 0.
     """
     retry = record.get("retry")
     if not isinstance(retry, dict) or record.get("status") != Status.DOWNLOADING:
         return ""
-    due = float(record.get("updated_at") or 0) + float(retry.get("in_s") or 0)
+    due = float(retry.get("next_at") or 0) or float(record.get("updated_at") or 0) + float(retry.get("in_s") or 0)
     left = max(0.0, due - (time.time() if now is None else now))
     return f"retrying in {left:.0f} s after {retry.get('cause') or 'an error'}"
 

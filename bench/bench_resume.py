@@ -152,7 +152,7 @@ def outage_app(hub: HubServer, controller: Any, env: dict[str, str], tmp: Path, 
     def pending_wait() -> float | None:
         record = controller.models[repo]
         retry = record.get("retry")
-        return max(0.0, record["updated_at"] + retry["in_s"] - time.time()) if retry else None
+        return max(0.0, retry["next_at"] - time.time()) if retry else None
 
     with worker(env, tmp / "outage.log"):
         controller.download_model(repo)

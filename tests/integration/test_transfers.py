@@ -89,6 +89,7 @@ def test_an_outage_is_waited_out_live_with_one_log_line(
     retrying = wait_for(lambda: (r := controller.models["org/blip"].get("retry")) and r, 30, "a live retry")
     assert controller.models["org/blip"]["status"] == "downloading"
     assert retrying["cause"] in ("connection reset", "HTTP 503") and retrying["in_s"] >= 0
+    assert retrying["next_at"] >= retrying["since"] > 0
     record = wait_status(controller, "org/blip", {"ready"}, timeout=60)
 
     assert record["retry"] is None

@@ -375,7 +375,8 @@ class Transfer:
         delay = min(self.options.backoff.delay(attempt, retry_after=retry_after(error)),
                     self.options.retry_window_s - quiet)
         item.retry_mark = item.bytes_done
-        item.retry = RetryState(attempt=attempt, in_s=round(delay, 1), cause=cause, since=item.outage_since)
+        item.retry = RetryState(attempt=attempt, in_s=round(delay, 1), next_at=round(time.time() + delay, 3),
+                                cause=cause, since=item.outage_since)
         log.info("%s of %s: %s; retry %d in %.1fs", item.planned.path, self.plan.repo_id, cause, attempt, delay)
         if self._stop.wait(delay):
             raise TransferStopped("stopped while waiting to retry") from error
