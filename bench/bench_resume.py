@@ -44,6 +44,7 @@ import redis
 
 from bench.harness import ROOT, Row, print_table, redis_server, wait_for_idle_workers, worker_env
 from tests.hubserver import HubServer
+from tests.ui.servers import wait_until as wait
 
 MiB = 1 << 20
 MB = 1000 * 1000
@@ -54,16 +55,6 @@ WINDOW_S = 5.0
 def served(hub: HubServer, repo: str, path: str = "w.bin") -> int:
     hub.wait_idle(timeout=30)
     return hub.bytes_served.get((repo, path), 0)
-
-
-def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 @contextlib.contextmanager

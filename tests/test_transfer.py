@@ -78,6 +78,19 @@ def partial_of(models: Path, repo_id: str) -> list[Path]:
     return sorted((cache.repo_dir(repo_id, models) / "blobs").glob("*.incomplete"))
 
 
+def fail_after_one_mib(hf: HubServer, repo_id: str, models: Path, client: redis.Redis) -> Path:
+    """A download of ``w.bin`` that got 1 MiB, then only 503s until its retry window ran out; its partial."""
+    hf.set_fault(repo_id, "w.bin", "reset", times=1, cut_at=MB)
+    hf.set_fault(repo_id, "w.bin", "503", times=-1, append=True, methods=["GET"])
+    with pytest.raises(HubNetworkError):
+        run(hub.plan_download(repo_id, cache_dir=models), models, client,
+            options=TransferOptions(retry_window_s=0.5, backoff=Backoff(0.05, 0.1)))
+    hf.clear_faults()
+    [partial] = partial_of(models, repo_id)
+    assert partial.stat().st_size == MB
+    return partial
+
+
 def verified(repo_id: str, commit: str, models: Path) -> None:
     result = HfApi().verify_repo_checksums(repo_id, revision=commit, cache_dir=models)
     assert not result.mismatches and not result.missing_paths, result
@@ -134,10 +147,11 @@ def test_reset_connection_then_503s_resume_without_fetching_twice(hf: HubServer,
     run(plan, models, redis_client, on_progress=seen.append)
 
     verified(repo_id, sha, models)
-    resumed_at = [start for repo, path, start in hf.range_requests if repo == repo_id and path == "w.bin"]
-    assert resumed_at and 0 < resumed_at[-1] <= 3 * MB
-    # the first answer sent 3 MB (a reset drops what was in flight); after it, exactly what was missing
-    assert served(hf, repo_id, "w.bin") - 3 * MB == 8 * MB - resumed_at[-1]
+    # the first answer sent 3 MB; a RST drops what was in flight, so what reached the disk varies (under load,
+    # maybe nothing): the next request starts there, and after the reset the Hub serves exactly the rest
+    resumed_at = ([start for repo, path, start in hf.range_requests if repo == repo_id] or [0])[-1]
+    assert 0 <= resumed_at <= 3 * MB
+    assert served(hf, repo_id, "w.bin") - 3 * MB == 8 * MB - resumed_at
     causes = [p.retry.cause for p in seen if p.retry is not None]
     assert "HTTP 503" in causes
 
@@ -191,13 +205,7 @@ def test_a_server_ignoring_range_restarts_the_file_cleanly(hf: HubServer, models
 def test_content_that_changed_on_the_hub_starts_clean(hf: HubServer, models: Path,
                                                       redis_client: redis.Redis) -> None:
     repo_id, _ = new_repo(hf, {"w.bin": 4 * MB})
-    hf.set_fault(repo_id, "w.bin", "reset", times=1, cut_at=MB)
-    hf.set_fault(repo_id, "w.bin", "503", times=-1, append=True, methods=["GET"])
-    with pytest.raises(HubNetworkError):
-        run(hub.plan_download(repo_id, cache_dir=models), models, redis_client,
-            options=TransferOptions(retry_window_s=0.5, backoff=Backoff(0.05, 0.1)))
-    [old_partial] = partial_of(models, repo_id)
-    hf.clear_faults()
+    old_partial = fail_after_one_mib(hf, repo_id, models, redis_client)
     new_commit = hf.update_file(repo_id, "w.bin", 4 * MB)
 
     run(hub.plan_download(repo_id, cache_dir=models), models, redis_client)
@@ -238,15 +246,9 @@ def test_corrupt_twice_fails_with_the_integrity_message(hf: HubServer, models: P
 def test_a_partial_is_hashed_from_disk_when_resumed(hf: HubServer, models: Path, redis_client: redis.Redis) -> None:
     """A partial whose bytes were damaged on disk between attempts is caught by the hash and refetched."""
     repo_id, sha = new_repo(hf, {"w.bin": 2 * MB})
-    hf.set_fault(repo_id, "w.bin", "reset", times=1, cut_at=MB)
-    hf.set_fault(repo_id, "w.bin", "503", times=-1, append=True, methods=["GET"])
-    with pytest.raises(HubNetworkError):
-        run(hub.plan_download(repo_id, cache_dir=models), models, redis_client,
-            options=TransferOptions(retry_window_s=0.5, backoff=Backoff(0.05, 0.1)))
-    [partial] = partial_of(models, repo_id)
+    partial = fail_after_one_mib(hf, repo_id, models, redis_client)
     with partial.open("r+b") as f:
         f.write(b"\xff" * 16)
-    hf.clear_faults()
 
     run(hub.plan_download(repo_id, cache_dir=models), models, redis_client)
 

@@ -7,6 +7,7 @@ missing, not the file again.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,27 +96,35 @@ def test_an_outage_is_waited_out_live_with_one_log_line(
     assert record["retry"] is None
     outages = [line for line in controller.get_logs() if "org/blip interrupted" in line]
     assert len(outages) == 1, controller.get_logs()
-    resumed_at = [start for repo, path, start in hub.range_requests if repo == "org/blip"][-1]
-    assert 0 < resumed_at <= 2 * MB
-    assert served(hub, "org/blip", "w.bin") - 2 * MB == 6 * MB - resumed_at  # nothing fetched twice
+    # a RST drops what was in flight, so what reached the disk before it varies (maybe nothing under load);
+    # whatever it was, the new request starts there and the Hub serves exactly the rest
+    resumed_at = ([start for repo, path, start in hub.range_requests if repo == "org/blip"] or [0])[-1]
+    assert 0 <= resumed_at <= 2 * MB
+    assert served(hub, "org/blip", "w.bin") - 2 * MB == 6 * MB - resumed_at
+
+
+def fail_after_one_mib(hub: HubServer, start_worker, worker_env: dict[str, str], controller: Controller,
+                       repo_id: str) -> dict[str, Any]:
+    """Download ``repo_id``'s 4 MiB ``w.bin``: 1 MiB arrives, then only 503s until a 3 s retry window ends."""
+    worker_env["MODELDEPOT_RETRY_WINDOW_S"] = "3"
+    hub.add_repo(repo_id, {"w.bin": 4 * MB})
+    hub.set_fault(repo_id, "w.bin", "reset", times=1, cut_at=MB)
+    hub.set_fault(repo_id, "w.bin", "503", times=-1, append=True, methods=["GET"])
+    start_worker()
+    controller.download_model(repo_id)
+    record = wait_status(controller, repo_id, {"failed"}, timeout=60)
+    hub.clear_faults()
+    return record
 
 
 def test_an_outage_longer_than_the_window_fails_then_retry_resumes(
         hub: HubServer, start_worker, worker_env: dict[str, str], controller: Controller,
         settings_env: Settings) -> None:
-    worker_env["MODELDEPOT_RETRY_WINDOW_S"] = "3"
-    hub.add_repo("org/down", {"w.bin": 4 * MB})
-    hub.set_fault("org/down", "w.bin", "reset", times=1, cut_at=MB)
-    hub.set_fault("org/down", "w.bin", "503", times=-1, append=True, methods=["GET"])
-    start_worker()
-    controller.download_model("org/down")
-
-    record = wait_status(controller, "org/down", {"failed"}, timeout=60)
+    record = fail_after_one_mib(hub, start_worker, worker_env, controller, "org/down")
     assert "no data for" in record["error"] and "HTTP 503" in record["error"] and "kept" in record["error"]
     [partial] = partials(settings_env, "models--org--down")
     assert partial.stat().st_size == MB
 
-    hub.clear_faults()
     controller.retry_download("org/down")
     wait_status(controller, "org/down", {"ready"}, timeout=60)
     assert served(hub, "org/down", "w.bin") == 4 * MB
@@ -124,14 +133,7 @@ def test_an_outage_longer_than_the_window_fails_then_retry_resumes(
 def test_content_changed_between_attempts_is_fetched_clean(
         hub: HubServer, start_worker, worker_env: dict[str, str], controller: Controller,
         settings_env: Settings) -> None:
-    worker_env["MODELDEPOT_RETRY_WINDOW_S"] = "2"
-    hub.add_repo("org/moved", {"w.bin": 4 * MB})
-    hub.set_fault("org/moved", "w.bin", "reset", times=1, cut_at=MB)
-    hub.set_fault("org/moved", "w.bin", "503", times=-1, append=True, methods=["GET"])
-    start_worker()
-    controller.download_model("org/moved")
-    wait_status(controller, "org/moved", {"failed"}, timeout=60)
-    hub.clear_faults()
+    fail_after_one_mib(hub, start_worker, worker_env, controller, "org/moved")
     new_commit = hub.update_file("org/moved", "w.bin", 4 * MB)
 
     controller.retry_download("org/moved")
