@@ -132,8 +132,8 @@ def run(quick: bool) -> bool:
 
 
 def measure(url: str, hub_url: str, tmp: Path, names: list[str]) -> tuple[list[Dispatch], list[Dispatch]]:
-    from app.controller import Controller
-    from app.settings import Settings
+    from app.core.controller import Controller
+    from app.core.settings import Settings
 
     env = worker_env(url, tmp / "data", hub_url)
     connection = redis.Redis.from_url(url)

@@ -229,8 +229,8 @@ def run(quick: bool, layout: Layout) -> bool:
 def measure(
     repo: str, url: str, hub_url: str, tmp: Path, order: list[str], timeout: float
 ) -> tuple[list[AppRun], list[float], list[float], list[float]]:
-    from app.controller import Controller
-    from app.settings import Settings
+    from app.core.controller import Controller
+    from app.core.settings import Settings
 
     data_dir = tmp / "data"
     env = worker_env(url, data_dir, hub_url)

@@ -56,8 +56,8 @@ class Write:
 
 
 def _controller(url: str, data_dir: str) -> Any:
-    from app.controller import Controller
-    from app.settings import Settings
+    from app.core.controller import Controller
+    from app.core.settings import Settings
 
     controller = Controller(Settings(redis_url=url, data_dir=Path(data_dir)))
     deadline = time.monotonic() + 30
@@ -68,7 +68,7 @@ def _controller(url: str, data_dir: str) -> Any:
 
 def reader_main(url: str, data_dir: str, ready: Any, stop: Any, out: Any) -> None:
     """Stamp every version this replica's listener applies, or reaches by a full reload."""
-    from app.sync import Applied
+    from app.core.sync import Applied
 
     controller = _controller(url, data_dir)
     applied: dict[int, float] = {}
@@ -140,7 +140,7 @@ def writer_main(url: str, data_dir: str, ready: Any, commands: Any, out: Any) ->
     In paced phases each write is followed by a bare PUBLISH on the floor channel, so the floor is
     measured at the same moments, through the same processes, as the writes.
     """
-    from app import snapshot
+    from app.core import snapshot
 
     controller = _controller(url, data_dir)
     ready.put(("writer", controller.version))
@@ -172,7 +172,7 @@ def writer_main(url: str, data_dir: str, ready: Any, commands: Any, out: Any) ->
 
 def poller_main(path: str, ready: Any, stop: Any, out: Any) -> None:
     """The naive replica: reload the JSON snapshot file every second."""
-    from app.snapshot import load_file
+    from app.core.snapshot import load_file
 
     seen: list[tuple[int, float]] = []
     ready.put(("poller", 0))
@@ -276,8 +276,8 @@ def seed(url: str, models: int) -> None:
     """Start from ``models`` ready records instead of an empty list (the replicas then hold them all)."""
     import redis
 
-    from app.keys import Keys
-    from app.store import Store
+    from app.core.keys import Keys
+    from app.core.store import Store
     from bench.bench_read_path import make_records
 
     client = redis.Redis.from_url(url)

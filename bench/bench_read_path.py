@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from app.controller import Controller
-from app.keys import Keys
-from app.records import ModelRecord, Status
-from app.settings import Settings
-from app.store import Store
+from app.core.controller import Controller
+from app.core.keys import Keys
+from app.core.records import ModelRecord, Status
+from app.core.settings import Settings
+from app.core.store import Store
 from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server
 
 MODELS = 10_000

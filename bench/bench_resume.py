@@ -219,8 +219,8 @@ def run(quick: bool) -> bool:
         hub.add_repo("bench/uncapped", {"w.bin": cap_size})
         hub.warm_up()
         with redis_server(tmp / "redis") as url:
-            from app.controller import Controller
-            from app.settings import Settings
+            from app.core.controller import Controller
+            from app.core.settings import Settings
 
             data = tmp / "data"
             env = worker_env(url, data, hub.url)

@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import redis
 
-from app.keys import Keys
-from app.records import ModelRecord, Status
-from app.store import LogEntry, Store
-from app.ui.poll import POLL_SECONDS, PROGRESS_SECONDS, SYNC_ID, VERSION_PATH, head
+from app.core.keys import Keys
+from app.core.records import ModelRecord, Status
+from app.core.store import LogEntry, Store
+from app.web.ui.poll import POLL_SECONDS, PROGRESS_SECONDS, SYNC_ID, VERSION_PATH, head
 from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server
 
 MODELS = 1_000

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.settings import Settings, reset_settings
+from app.core.settings import Settings, reset_settings
 from tests.redis_server import RedisServer
 
 
@@ -46,7 +46,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, data_dir: Path
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     reset_settings()
-    from app.settings import get_settings
+    from app.core.settings import get_settings
 
     yield get_settings()
     reset_settings()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from app.embedded import redis_server_binary
+from app.core.embedded import redis_server_binary
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ import redis
 from huggingface_hub import constants, file_download, scan_cache_dir, set_client_factory, snapshot_download
 from huggingface_hub.utils._http import default_client_factory
 
-from app.errors import (
+from app.core.errors import (
     DiskFullError,
     GatedRepoError,
     HubNetworkError,
@@ -37,14 +37,15 @@ from app.errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
 )
-from app.units import human_bytes
-from app.validation import parse_model_name, validate_patterns, validate_repo_id, validate_revision
+from app.core.units import human_bytes
+from app.core.validation import parse_model_name, validate_patterns, validate_repo_id, validate_revision
 from tests.hubserver import HubServer, point_huggingface_hub_at
-from workers import cache, hub
-from app.keys import Keys
-from workers.plan import DownloadPlan
-from workers.transfer.claims import PartialClaims
-from workers.transfer.engine import Transfer, TransferOptions
+from workers.download import cache
+from workers.download import hub
+from app.core.keys import Keys
+from workers.download.plan import DownloadPlan
+from workers.download.transfer.claims import PartialClaims
+from workers.download.transfer.engine import Transfer, TransferOptions
 
 MODEL_SIZE = 300_000
 FILES: dict[str, bytes | int] = {"config.json": b'{"model_type": "test"}', "model.safetensors": MODEL_SIZE}

@@ -20,14 +20,15 @@ import pytest
 import redis
 from huggingface_hub import HfApi, constants, scan_cache_dir
 
-from app.errors import DiskFullError, DownloadError, HubNetworkError, IntegrityError, JobCancelledError
-from app.keys import Keys
+from app.core.errors import DiskFullError, DownloadError, HubNetworkError, IntegrityError, JobCancelledError
+from app.core.keys import Keys
 from tests.hubserver import HubServer, point_huggingface_hub_at
-from workers import cache, hub
-from workers.plan import DownloadPlan
-from workers.transfer.claims import PartialClaims
-from workers.transfer.engine import Progress, Transfer, TransferOptions
-from workers.transfer.retry import Backoff
+from workers.download import cache
+from workers.download import hub
+from workers.download.plan import DownloadPlan
+from workers.download.transfer.claims import PartialClaims
+from workers.download.transfer.engine import Progress, Transfer, TransferOptions
+from workers.download.transfer.retry import Backoff
 
 MB = 1 << 20
 FAST = TransferOptions(stall_s=1.0, retry_window_s=20.0, backoff=Backoff(base_s=0.05, cap_s=0.2))
@@ -411,14 +412,14 @@ def test_xet_mode_without_hf_xet_says_what_to_do(hf: HubServer, models: Path, re
 
 @pytest.mark.parametrize("etag", ["../../models--other--repo/blobs/x", "a/b", "..", "", ".hidden", "x" * 200])
 def test_an_etag_that_is_no_plain_name_is_refused(etag: str) -> None:
-    from workers.transfer.engine import checked_etag
+    from workers.download.transfer.engine import checked_etag
 
     with pytest.raises(DownloadError, match="not a plain name"):
         checked_etag(etag, "org/name")
 
 
 def test_a_file_path_from_the_hub_cannot_leave_the_snapshot(tmp_path: Path) -> None:
-    from app.errors import InvalidInputError
+    from app.core.errors import InvalidInputError
 
     for path in ("../../../etc/passwd", "/etc/passwd", "a//b", "a/./b"):
         with pytest.raises(InvalidInputError):

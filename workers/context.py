@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 
 import redis
 
-from app import snapshot
-from app.errors import ModelDepotError, StateUnavailableError
-from app.keys import Keys
-from app.records import Status
-from app.settings import Settings, get_settings
-from app.store import Mutation, Store, Tally
-from workers import cache
+from app.core import snapshot
+from app.core.errors import ModelDepotError, StateUnavailableError
+from app.core.keys import Keys
+from app.core.records import Status
+from app.core.settings import Settings, get_settings
+from app.core.store import Mutation, Store, Tally
+from workers.download import cache
 
 log = logging.getLogger(__name__)
 

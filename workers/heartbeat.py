@@ -12,7 +12,7 @@ import threading
 
 import redis
 
-from app.keys import Keys
+from app.core.keys import Keys
 
 log = logging.getLogger(__name__)
 

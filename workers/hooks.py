@@ -20,10 +20,10 @@ import redis
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from app.errors import DownloadError, JobCancelledError, JobPausedError
-from app.records import ModelRecord, Status
-from app.store import LogEntry, Tally, Unchanged
-from app.units import human_bytes
+from app.core.errors import DownloadError, JobCancelledError, JobPausedError
+from app.core.records import ModelRecord, Status
+from app.core.store import LogEntry, Tally, Unchanged
+from app.core.units import human_bytes
 from workers.context import WorkerContext
 from workers.jobs import SKIPPED
 

@@ -9,17 +9,17 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app.errors import DownloadError, JobCancelledError
-from app.records import ModelRecord, Status
-from app.store import LogEntry, Tally, Unchanged
-from app.units import human_bytes
-from workers import cache, hub
+from app.core.errors import DownloadError, JobCancelledError
+from app.core.records import ModelRecord, Status
+from app.core.store import LogEntry, Tally, Unchanged
+from app.core.units import human_bytes
 from workers.context import WorkerContext
+from workers.download import cache, hub
+from workers.download.plan import DownloadPlan
+from workers.download.transfer.claims import PartialClaims
+from workers.download.transfer.engine import Transfer, TransferOptions
 from workers.heartbeat import Heartbeat
-from workers.plan import DownloadPlan
 from workers.progress import ProgressReporter
-from workers.transfer.claims import PartialClaims
-from workers.transfer.engine import Transfer, TransferOptions
 
 log = logging.getLogger(__name__)
 

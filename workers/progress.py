@@ -7,9 +7,9 @@ import time
 from collections import deque
 from typing import Protocol
 
-from app.errors import JobCancelledError, JobPausedError, StateUnavailableError
-from app.records import ModelRecord, RetryState, Status
-from app.store import LogEntry, Store, Unchanged
+from app.core.errors import JobCancelledError, JobPausedError, StateUnavailableError
+from app.core.records import ModelRecord, RetryState, Status
+from app.core.store import LogEntry, Store, Unchanged
 
 log = logging.getLogger(__name__)
 

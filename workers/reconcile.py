@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 
-from app.records import ModelRecord, Status
-from app.store import LogEntry, Unchanged
-from workers import cache
+from app.core.records import ModelRecord, Status
+from app.core.store import LogEntry, Unchanged
 from workers.context import WorkerContext
+from workers.download import cache
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from rq.job import Job
 
-from app.jobqueue import ALLOWED_CALLABLES
+from app.core.jobqueue import ALLOWED_CALLABLES
 
 
 class ForbiddenJobError(Exception):

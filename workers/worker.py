@@ -10,16 +10,17 @@ import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from app.connection import check, connect
-from app.controller import Controller
-from app.errors import StateUnavailableError
-from app.jobqueue import JobQueue
-from app.settings import get_settings
-from app.watchdog import Watchdog
-from workers import hooks, hub, jobs
+from app.core.connection import check, connect
+from app.core.controller import Controller
+from app.core.errors import StateUnavailableError
+from app.core.jobqueue import JobQueue
+from app.core.settings import get_settings
+from workers import hooks, jobs
 from workers.context import WorkerContext
+from workers.download import hub
 from workers.reconcile import reconcile
 from workers.safety import SafeJob
+from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 

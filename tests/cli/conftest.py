@@ -16,8 +16,8 @@ import psutil
 import pytest
 import redis
 
-from app.settings import Settings
-from app.status import worker_alive
+from app.core.settings import Settings
+from app.core.status import worker_alive
 from tests.hubserver import HubServer
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

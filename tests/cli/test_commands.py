@@ -14,13 +14,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from app.cli import cli as cli_app
-from app.cli import report_finished
-from app.controller import Controller
-from app.follow import follow_model, new_lines
-from app.records import ModelRecord, RetryState, Status
-from app.settings import Settings
-from app.store import LogEntry
+from app.cli.main import cli as cli_app
+from app.cli.main import report_finished
+from app.core.controller import Controller
+from app.cli.follow import follow_model, new_lines
+from app.core.records import ModelRecord, RetryState, Status
+from app.core.settings import Settings
+from app.core.store import LogEntry
 from tests.cli.conftest import Run, run_many
 
 COMMANDS = [

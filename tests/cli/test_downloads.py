@@ -18,10 +18,10 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.controller import Controller
-from app.metrics import build_registry
-from app.settings import Settings
-from app.web import ops_router
+from app.core.controller import Controller
+from app.web.metrics import build_registry
+from app.core.settings import Settings
+from app.web.app import ops_router
 from tests.cli.conftest import Run, Worker, one_error_line, run_many
 from tests.hubserver import HubServer
 from tests.redis_server import free_port

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.controller import Controller
-from app.errors import SnapshotImportError
-from app.settings import Settings
-from app.transfer import read_document
+from app.core.controller import Controller
+from app.core.errors import SnapshotImportError
+from app.core.settings import Settings
+from app.core.snapshot_io import read_document
 from tests.cli.conftest import Run, one_error_line
 from tests.redis_server import free_port
 

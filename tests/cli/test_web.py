@@ -9,11 +9,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.connection import connect
-from app.controller import Controller
-from app.metrics import build_registry
-from app.settings import Settings
-from app.web import ops_router
+from app.core.connection import connect
+from app.core.controller import Controller
+from app.web.metrics import build_registry
+from app.core.settings import Settings
+from app.web.app import ops_router
 from tests.redis_server import free_port
 
 

@@ -15,7 +15,7 @@ import redis
 import yaml
 from honcho.environ import parse_procfile
 
-from app.embedded import redis_server_binary
+from app.core.embedded import redis_server_binary
 from tests.redis_server import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

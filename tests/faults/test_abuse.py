@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from app.controller import Controller
-from app.errors import InvalidInputError
-from app.settings import Settings
+from app.core.controller import Controller
+from app.core.errors import InvalidInputError
+from app.core.settings import Settings
 from tests.hubserver import HubServer
 from tests.integration.stack import wait_status
 from tests.redis_server import RedisServer

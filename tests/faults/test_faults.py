@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from app.controller import Controller
-from app.errors import StateUnavailableError
-from app.settings import Settings
+from app.core.controller import Controller
+from app.core.errors import StateUnavailableError
+from app.core.settings import Settings
 from tests.hubserver import HubServer
 from tests.integration.stack import WorkerProcess, wait_for, wait_status
 from tests.redis_server import RedisServer

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from huggingface_hub import scan_cache_dir
 
-from app.controller import Controller
-from app.settings import Settings
+from app.core.controller import Controller
+from app.core.settings import Settings
 from tests.hubserver import HubServer
 from tests.integration.stack import wait_for, wait_snapshot
 from tests.ui.servers import Balancer, UiWorkerProcess

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.controller import Controller
-from app.settings import Settings
+from app.core.controller import Controller
+from app.core.settings import Settings
 from tests.hubserver import HubServer
 from tests.integration.stack import WorkerProcess
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from app.controller import Controller
+from app.core.controller import Controller
 from tests.ui.servers import wait_until as wait_for
 
 

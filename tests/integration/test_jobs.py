@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import scan_cache_dir
 
-from app.controller import Controller
-from app.settings import Settings
+from app.core.controller import Controller
+from app.core.settings import Settings
 from tests.hubserver import HubServer
 from tests.integration.stack import WorkerProcess, wait_for, wait_snapshot, wait_status
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from app.controller import Controller
-from app.settings import Settings
-from app.snapshot import persist, write_file
+from app.core.controller import Controller
+from app.core.settings import Settings
+from app.core.snapshot import persist, write_file
 from tests.integration.stack import wait_for
 from tests.redis_server import RedisServer
 
@@ -115,7 +115,7 @@ def test_cold_start_from_json_when_redis_is_empty(redis_url: str, data_dir: Path
 
 
 def test_corrupt_json_is_moved_aside_with_a_clear_error(redis_url: str, data_dir: Path) -> None:
-    from app.errors import StateFileCorruptError
+    from app.core.errors import StateFileCorruptError
 
     state_file = data_dir / "controller_state.json"
     state_file.write_text("{not json")
@@ -141,7 +141,7 @@ def test_older_snapshot_never_replaces_a_newer_one(redis_url: str, data_dir: Pat
 _WRITER = """
 import json, sys
 from pathlib import Path
-from app.snapshot import write_file
+from app.core.snapshot import write_file
 path = Path(sys.argv[1])
 big = {f"org/m{i}": {"pad": "x" * 200} for i in range(2000)}
 v = int(sys.argv[2])

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from app.controller import Controller
-from app.settings import Settings
+from app.core.controller import Controller
+from app.core.settings import Settings
 from tests.hubserver import HubServer
 from tests.integration.stack import WorkerProcess, wait_for, wait_snapshot, wait_status
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from app.controller import Controller
-from app.jobqueue import JobQueue
-from app.records import ModelRecord, Status
-from app.settings import Settings
-from app.watchdog import Watchdog
+from app.core.controller import Controller
+from app.core.jobqueue import JobQueue
+from app.core.records import ModelRecord, Status
+from app.core.settings import Settings
+from workers.watchdog import Watchdog
 from tests.integration.stack import wait_for
 from tests.redis_server import RedisServer
 

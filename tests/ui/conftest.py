@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app.auth import make_entry
-from app.controller import Controller
-from app.settings import Settings
+from app.web.auth import make_entry
+from app.core.controller import Controller
+from app.core.settings import Settings
 from tests.ui.servers import ROOT, ThreadServer
 
 ARTIFACTS = ROOT / "test-artifacts"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.auth import (
+from app.web.auth import (
     COOKIE_NAME,
     Authenticator,
     Role,
@@ -24,9 +24,9 @@ from app.auth import (
     parse_users,
     verify_password,
 )
-from app.errors import ConfigError, PermissionDeniedError, TooManySignInsError
-from app.keys import Keys
-from app.settings import Settings
+from app.core.errors import ConfigError, PermissionDeniedError, TooManySignInsError
+from app.core.keys import Keys
+from app.core.settings import Settings
 
 
 class Req:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
-from app.ui.format import human_bytes
+from app.core.settings import Settings
+from app.web.ui.format import human_bytes
 from tests.hubserver import HubServer
 from tests.integration.stack import WorkerProcess
 from tests.redis_server import RedisServer

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from app.ui.disk import read_usage, render_disk
-from app.ui.format import human_bytes, human_duration, retry_text, split_patterns
-from app.ui.live import LiveView
-from app.ui.logs import log_tag, render_logs
-from app.ui.models_table import PAGE_SIZE, TableQuery, progress_html, render_table, select
-from app.ui.poll import head, version_router
+from app.web.ui.disk import read_usage, render_disk
+from app.web.ui.format import human_bytes, human_duration, retry_text, split_patterns
+from app.web.ui.live import LiveView
+from app.web.ui.logs import log_tag, render_logs
+from app.web.ui.models_table import PAGE_SIZE, TableQuery, progress_html, render_table, select
+from app.web.ui.poll import head, version_router
 
 
 def record(name: str, status: str = "ready", **kw: Any) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
-from app.controller import Controller
-from app.web import create_app
+from app.core.controller import Controller
+from app.web.app import create_app
 
 
 def build_app(controller: Controller) -> FastAPI:

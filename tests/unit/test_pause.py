@@ -10,14 +10,14 @@ from typing import Any
 import fakeredis
 import pytest
 
-from app.controller import Controller
-from app.errors import ConflictError
-from app.jobqueue import DISCARD_FUNC, REMOVE_FUNC
-from app.records import ModelRecord, RetryState, Status
-from app.settings import Settings
-from app.ui.access import Access
-from app.ui.actions import Actions, removal_question
-from app.watchdog import Watchdog
+from app.core.controller import Controller
+from app.core.errors import ConflictError
+from app.core.jobqueue import DISCARD_FUNC, REMOVE_FUNC
+from app.core.records import ModelRecord, RetryState, Status
+from app.core.settings import Settings
+from app.web.ui.access import Access
+from app.web.ui.actions import Actions, removal_question
+from workers.watchdog import Watchdog
 
 NAME = "org/model"
 GONE_JOB = "md-dl-taken-by-a-worker"  # no such RQ job: the queue cannot take it back

@@ -8,12 +8,12 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from app.controller import Controller
-from app.errors import ConflictError, InvalidInputError, NotFoundError
-from app.records import Status, check_transition
-from app.settings import Settings
-from app.store import DURATIONS_KEPT, LogEntry, State, Tally, Unchanged
-from app.sync import Applied, Replica
+from app.core.controller import Controller
+from app.core.errors import ConflictError, InvalidInputError, NotFoundError
+from app.core.records import Status, check_transition
+from app.core.settings import Settings
+from app.core.store import DURATIONS_KEPT, LogEntry, State, Tally, Unchanged
+from app.core.sync import Applied, Replica
 
 
 @pytest.fixture

@@ -1,0 +1,494 @@
+"""The Controller: every UI process's handle on the shared state.
+
+Reads come from the in-memory replica (kept current by :mod:`app.core.sync`); writes go to Redis through
+:class:`app.core.store.Store`, and downloads/removals become RQ jobs through :class:`app.core.jobqueue.JobQueue`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from app.core import snapshot, volume
+from app.core.connection import connect
+from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
+from app.core.jobqueue import JobQueue, new_job_id
+from app.core.keys import Keys
+from app.core.records import FINISHED, ModelRecord, Status
+from app.core.settings import Settings, get_settings
+from app.core.store import LogEntry, Store, Unchanged
+from app.core.sync import Applied, Listener, Replica
+from app.core.validation import parse_model_name, validate_patterns, validate_revision
+
+log = logging.getLogger(__name__)
+
+SYSTEM_USER = "modeldepot"
+
+_STOPPABLE = frozenset({Status.QUEUED, Status.DOWNLOADING})
+"""Statuses a cancel or a pause can stop."""
+_RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED})
+_RESUMABLE = frozenset({Status.PAUSED})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did, in words for the user."""
+
+    name: str
+    message: str
+    changed: bool
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """How cancel and pause differ; everything else about stopping a download they share."""
+
+    verb: str
+    status: Status
+    """What a queued download becomes at once (a running one when its job sees ``flag``)."""
+    flag: str
+    """The record field the running job watches."""
+    done: str
+    doing: str
+    stop_job_now: bool
+    """Send RQ's stop-job command at once. A pause does not: its job stops on ``flag`` within a second and
+    keeps its files; the watchdog sends the command only if it did not (see ``app/watchdog.py``)."""
+    discards: bool
+    """Delete the partial files of a download stopped while queued."""
+
+
+_CANCEL = _Stop("cancel", Status.CANCELLED, "cancel_requested", "Cancelled", "Cancelling", stop_job_now=True,
+                discards=True)
+_PAUSE = _Stop("pause", Status.PAUSED, "pause_requested", "Paused", "Pausing", stop_job_now=False,
+               discards=False)
+
+
+class Controller:
+    """The shared list of models and the event log, identical in every process.
+
+    ``Controller()`` reads the settings from the environment; tests pass ``settings`` or ``connection``.
+    """
+
+    def __init__(self, settings: Settings | None = None, connection: redis.Redis | None = None, *,
+                 listen: bool = True) -> None:
+        self.settings = settings or get_settings()
+        self.keys = Keys(self.settings.key_prefix)
+        self.redis = connection if connection is not None else connect(self.settings)
+        self.sender = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.store = Store(self.redis, self.keys, log_size=self.settings.log_size,
+                           stream_size=self.settings.stream_size, sender=self.sender)
+        self.jobs = JobQueue(self.redis, self.keys)
+        self.replica = Replica(self.settings.log_size)
+        self._state_file: Path = self.settings.resolved_state_file
+        self._listener: Listener | None = None
+        self._load_state()
+        if listen:
+            self.start()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start following the events channel (idempotent)."""
+        if self._listener is None or not self._listener.is_alive():
+            self._listener = Listener(self.store, self.replica, on_empty=self._load_state)
+            self._listener.start()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener.join(timeout=5)
+            self._listener = None
+
+    def __enter__(self) -> Controller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reads (memory only) ---------------------------------------------------------------------
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return self.replica.models
+
+    @property
+    def logs(self) -> list[str]:
+        return list(self.replica.logs)
+
+    @property
+    def version(self) -> int:
+        return self.replica.version
+
+    @property
+    def structural_version(self) -> int:
+        """The last version that changed more than download progress (pages refresh those at once)."""
+        return self.replica.structural_version
+
+    @property
+    def in_sync(self) -> bool:
+        """True while the listener is connected and no event Redis already holds is missing here."""
+        listener = self._listener
+        return bool(listener and listener.in_sync)
+
+    @property
+    def version_lag(self) -> int:
+        listener = self._listener
+        return max(0, listener.redis_version - self.version) if listener else 0
+
+    def fetch_models(self) -> list[dict[str, Any]]:
+        """Every model record as a plain dict, sorted by name.
+
+        The dicts are shared with the replica (that is what makes this call cheap): read them, don't change them.
+        """
+        return self.replica.sorted_models()
+
+    def get_model(self, model_name: str) -> dict[str, Any]:
+        """Raises: NotFoundError."""
+        name = _record_name(model_name)
+        record = self.replica.models.get(name)
+        if record is None:
+            raise NotFoundError(f"{name} is not in the list; check the name with `modeldepot ls`.")
+        return dict(record)
+
+    def get_logs(self) -> list[str]:
+        """The shared event log, oldest first."""
+        return list(self.replica.logs)
+
+    # ---- writes ----------------------------------------------------------------------------------
+    def download_model(self, model_name: str, revision: str | None = None,
+                       allow_patterns: list[str] | None = None, ignore_patterns: list[str] | None = None,
+                       requested_by: str | None = None) -> Outcome:
+        """Queue a download of ``org/name`` (or ``org/name@revision``).
+
+        Raises:
+            InvalidInputError: the name, revision or patterns are not valid (nothing is queued).
+            ConflictError: the model is being removed.
+            StateUnavailableError: Redis is unreachable.
+        """
+        repo_id, revision = _split(model_name, revision)
+        allow, ignore = validate_patterns(allow_patterns), validate_patterns(ignore_patterns)
+        name = repo_id if revision is None else f"{repo_id}@{revision}"
+        who = requested_by or SYSTEM_USER
+        job_id = new_job_id("dl")
+        outcome: list[Outcome] = []
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            outcome.clear()
+            if current is not None and current.status in (Status.QUEUED, Status.DOWNLOADING):
+                outcome.append(Outcome(name, f"{name} is already {current.status.value}.", False,
+                                       current.job_id))
+                raise Unchanged
+            if current is not None and current.status is Status.READY:
+                short = (current.commit or "")[:7]
+                outcome.append(Outcome(name, f"{name} is already ready at commit {short}; nothing to do. "
+                                             "To fetch a newer commit, remove it and download again.", False))
+                raise Unchanged
+            if current is not None and current.status is Status.REMOVING:
+                raise ConflictError(f"{name} is being removed; wait until it is gone, then download again.")
+            record = ModelRecord(name=name, repo_id=repo_id, revision=revision, status=Status.QUEUED,
+                                 allow_patterns=allow, ignore_patterns=ignore, requested_by=who,
+                                 requested_at=time.time(), job_id=job_id, attempt=1)
+            return record, LogEntry(who, f"queued download of {name}")
+
+        event = self.store.update(name, mutate)
+        if event is None:
+            return outcome[0]
+        self._apply_own(event)
+        self._enqueue_download(name, job_id)
+        return Outcome(name, f"Queued {name}.", True, job_id)
+
+    def retry_download(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Queue a failed or cancelled download again with the same parameters.
+
+        Raises:
+            NotFoundError, ConflictError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        job_id = self._requeue(name, requested_by or SYSTEM_USER, _RETRYABLE, _not_retryable, what="retried")
+        return Outcome(name, f"Queued {name} again.", True, job_id)
+
+    def resume_download(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Queue a paused download again; it goes on from the files it already has on the volume.
+
+        Raises:
+            NotFoundError, ConflictError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        job_id = self._requeue(name, requested_by or SYSTEM_USER, _RESUMABLE, _not_resumable, what="resumed")
+        return Outcome(name, f"Resumed {name}; it goes on from what is already downloaded.", True, job_id)
+
+    def _requeue(self, name: str, who: str, allowed: frozenset[Status], refusal: Callable[[str, Status], str], *,
+                 what: str) -> str:
+        """Move a stopped download back to ``queued`` under a new job and enqueue it; returns the job id.
+
+        The bytes counts stay: the files on the volume are resumed, and the worker recomputes them anyway.
+        """
+        job_id = new_job_id("dl")
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            current = _require(name, current)
+            if current.status not in allowed:
+                raise ConflictError(refusal(name, current.status))
+            record = current.model_copy(update={
+                "status": Status.QUEUED, "job_id": job_id, "attempt": 1, "error": None, "requested_by": who,
+                "requested_at": time.time(), "finished_at": None, "cancel_requested": False,
+                "pause_requested": False, "retry": None, "files_done": 0, "speed_bps": 0.0, "eta_s": None})
+            return record, LogEntry(who, f"{what} download of {name}")
+
+        self._apply_own(self.store.update(name, mutate))
+        self._enqueue_download(name, job_id)
+        return job_id
+
+    def cancel_download(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Cancel a queued, running or paused download; its partial files are deleted.
+
+        Raises:
+            NotFoundError, ConflictError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        who = requested_by or SYSTEM_USER
+        current = _require(name, self.store.get(name))
+        if current.status is Status.PAUSED:
+            outcome = self._cancel_paused(name, who)
+            if outcome is not None:
+                return outcome
+            current = _require(name, self.store.get(name))  # resumed in between: cancel it where it is now
+        if current.status not in _STOPPABLE:
+            raise ConflictError(f"{name} is {current.status.value}, not downloading; nothing to cancel.")
+        return self._stop(name, current, who, _CANCEL)
+
+    def pause_download(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Pause a queued or running download; its partial files stay for :meth:`resume_download`.
+
+        Raises:
+            NotFoundError, ConflictError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        current = _require(name, self.store.get(name))
+        if current.status not in _STOPPABLE:
+            raise ConflictError(_not_pausable(name, current.status))
+        if current.cancel_requested:
+            raise ConflictError(f"{name} is being cancelled; it cannot be paused.")
+        return self._stop(name, current, requested_by or SYSTEM_USER, _PAUSE)
+
+    def _stop(self, name: str, current: ModelRecord, who: str, stop: _Stop) -> Outcome:
+        """Take a waiting job off its queue and mark the record at once, or ask the running job to stop."""
+        if current.job_id and self.jobs.cancel_queued(current.job_id):
+            return self._mark_stopped_queued(name, current.job_id, who, stop)
+        return self._stop_running(name, current.job_id, who, stop)
+
+    def _mark_stopped_queued(self, name: str, job_id: str, who: str, stop: _Stop) -> Outcome:
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.job_id != job_id or current.status is not Status.QUEUED:
+                raise Unchanged
+            finished_at = time.time() if stop.status in FINISHED else current.finished_at
+            record = current.model_copy(update={"status": stop.status, "finished_at": finished_at,
+                                                 "speed_bps": 0.0, "eta_s": None, "retry": None})
+            return record, LogEntry(who, f"{stop.status.value} download of {name} (was queued)")
+
+        event = self.store.update(name, mutate)
+        if event is None:  # a worker took it in between; stop it where it runs
+            return self._stop_running(name, job_id, who, stop)
+        self._apply_own(event)
+        record = self.store.get(name)
+        if stop.discards and record is not None and (record.attempt > 1 or record.bytes_done > 0):
+            self.jobs.enqueue_discard(record.repo_id, record.commit)  # files of an earlier attempt or a pause
+        self._save_state()
+        return Outcome(name, f"{stop.done} {name}.", True, job_id)
+
+    def _stop_running(self, name: str, job_id: str | None, who: str, stop: _Stop) -> Outcome:
+        asked = self._request_stop(name, who, stop)
+        if stop.stop_job_now and job_id:
+            self.jobs.stop_running(job_id)
+        if not asked and not stop.stop_job_now:
+            return Outcome(name, f"{name} is already {stop.doing.lower()}; wait a moment.", False, job_id)
+        return Outcome(name, f"{stop.doing} {name}…", True, job_id)
+
+    def _request_stop(self, name: str, who: str, stop: _Stop) -> bool:
+        """Set the record's ``cancel_requested``/``pause_requested``; the job's progress check sees it within a
+        second. False if it was set already (or the download ended)."""
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.status not in _STOPPABLE or getattr(current, stop.flag):
+                raise Unchanged
+            return current.model_copy(update={stop.flag: True}), LogEntry(
+                who, f"asked to {stop.verb} the download of {name}")
+
+        event = self.store.update(name, mutate)
+        self._apply_own(event)
+        return event is not None
+
+    def _cancel_paused(self, name: str, who: str) -> Outcome | None:
+        """paused -> cancelled, and a job deletes the partial files; None if the record is no longer paused."""
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.status is not Status.PAUSED:
+                raise Unchanged
+            record = current.model_copy(update={"status": Status.CANCELLED, "finished_at": time.time(),
+                                                 "pause_requested": False, "retry": None})
+            return record, LogEntry(who, f"cancelled download of {name} (was paused)")
+
+        event = self.store.update(name, mutate)
+        if event is None:
+            return None
+        self._apply_own(event)
+        record = ModelRecord.model_validate(event["record"])
+        self.jobs.enqueue_discard(record.repo_id, record.commit)
+        self._save_state()
+        return Outcome(name, f"Cancelled {name}.", True, record.job_id)
+
+    def remove_model(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Delete a model's files (as a job) and drop it from the list; cancels its download first.
+
+        Raises:
+            NotFoundError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        who = requested_by or SYSTEM_USER
+        job_id = new_job_id("rm")
+        stop: list[str] = []
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            current = _require(name, current)
+            stop.clear()
+            if current.status is Status.REMOVING:
+                raise Unchanged
+            if current.status in (Status.QUEUED, Status.DOWNLOADING) and current.job_id:
+                stop.append(current.job_id)
+            record = current.model_copy(update={"status": Status.REMOVING, "job_id": job_id,
+                                                "cancel_requested": bool(stop)})
+            return record, LogEntry(who, f"removing {name}")
+
+        event = self.store.update(name, mutate)
+        if event is None:
+            return Outcome(name, f"{name} is already being removed.", False)
+        self._apply_own(event)
+        for old_job in stop:
+            if not self.jobs.cancel_queued(old_job):
+                self.jobs.stop_running(old_job)
+        self.jobs.enqueue_remove(name, job_id, stop[0] if stop else None)
+        return Outcome(name, f"Removing {name}…", True, job_id)
+
+    def verify_model(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Re-check a ready model's files against the Hub's checksums (as a job).
+
+        Raises:
+            NotFoundError, ConflictError, StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        record = _require(name, self.store.get(name))
+        if record.status is not Status.READY:
+            raise ConflictError(f"{name} is {record.status.value}; only ready models can be verified.")
+        job_id = self.jobs.enqueue_verify(name)
+        self.add_log(f"asked to verify {name}", requested_by)
+        return Outcome(name, f"Verifying {name}; the result appears in the log.", True, job_id)
+
+    def disk_usage(self) -> dict[str, int] | None:
+        """Total/used/free bytes of the models volume, the models' size and the bytes in partial files; None if
+        the volume is not mounted here."""
+        models_dir = self.settings.resolved_models_dir
+        if not models_dir.is_dir():
+            return None
+        usage = shutil.disk_usage(models_dir)
+        models_bytes = sum(int(m.get("size_bytes") or 0) for m in self.replica.models.values())
+        return {"total": usage.total, "used": usage.used, "free": usage.free, "models_bytes": models_bytes,
+                "partial_bytes": volume.partial_bytes(models_dir)}
+
+    def add_log(self, what: str, who: str | None = None) -> None:
+        self._apply_own(self.store.append_log(LogEntry(who or SYSTEM_USER, what)))
+
+    # ---- state -----------------------------------------------------------------------------------
+    def _enqueue_download(self, name: str, job_id: str) -> None:
+        try:
+            self.jobs.enqueue_download(name, job_id)
+        except Exception:
+            # The watchdog re-enqueues a queued record whose job is missing, so nothing is lost here.
+            log.exception("could not enqueue %s; the watchdog will retry", name)
+            raise
+
+    def _apply_own(self, event: dict[str, Any] | None) -> None:
+        """Apply our own write now so a read right after it sees it (the listener skips it later)."""
+        if event is None:
+            return
+        if self.replica.apply(event) is not Applied.GAP:
+            return
+        listening = self._listener is not None and self._listener.connected.is_set()
+        if not (listening and self.replica.wait_for(int(event["v"]), timeout=2.0)):
+            self.replica.reset(self.store.read_state())
+
+    def _load_state(self) -> None:
+        """Load the replica from Redis; if Redis is empty, seed it from the JSON snapshot first.
+
+        Raises:
+            StateFileCorruptError: the JSON file is not valid (it was moved aside).
+            StateUnavailableError: Redis is unreachable.
+        """
+        if not self.store.is_initialized():
+            self._seed_from_file()
+        self.replica.reset(self.store.read_state(), force=True)
+
+    def _seed_from_file(self) -> None:
+        state = snapshot.load_file(self._state_file)
+        if state is None:
+            seeded = self.store.seed(0, {}, [])
+            if seeded:
+                log.info("starting with an empty model list")
+            return
+        entry = LogEntry(SYSTEM_USER, f"Redis was empty: state rebuilt from {self._state_file.name} "
+                                      f"(version {state.version}, {len(state.models)} models)", level="warning")
+        if self.store.seed(state.version, state.models, [*state.logs, entry]):
+            log.warning("%s", entry.what)
+
+    def _save_state(self) -> None:
+        """Write the snapshot to the JSON file and to Redis (significant events only)."""
+        try:
+            snapshot.persist(self.store, self._state_file)
+        except StateFileError:
+            log.exception("could not save the snapshot")
+
+
+def _split(model_name: str, revision: str | None) -> tuple[str, str | None]:
+    repo_id, name_revision = parse_model_name(model_name)
+    if revision is not None and revision.strip() == "":
+        revision = None
+    if revision is not None and name_revision is not None and revision != name_revision:
+        raise InvalidInputError(f"Two revisions given ({name_revision!r} in the name and {revision[:80]!r}); "
+                                "give only one.")
+    revision = revision if revision is not None else name_revision
+    if revision is not None:
+        revision = validate_revision(revision)
+    return repo_id, revision
+
+
+def _record_name(model_name: str) -> str:
+    repo_id, revision = _split(model_name, None)
+    return repo_id if revision is None else f"{repo_id}@{revision}"
+
+
+def _not_pausable(name: str, status: Status) -> str:
+    if status is Status.PAUSED:
+        return f"{name} is already paused; resume it to go on."
+    return f"{name} is {status.value}; only queued or downloading downloads can be paused."
+
+
+def _not_retryable(name: str, status: Status) -> str:
+    hint = "; resume it instead" if status is Status.PAUSED else ""
+    return f"{name} is {status.value}; only failed or cancelled downloads can be retried{hint}."
+
+
+def _not_resumable(name: str, status: Status) -> str:
+    hint = " (retry a failed or cancelled one instead)" if status in (Status.FAILED, Status.CANCELLED) else ""
+    return f"{name} is {status.value}; only paused downloads can be resumed{hint}."
+
+
+def _require(name: str, record: ModelRecord | None) -> ModelRecord:
+    if record is None:
+        raise NotFoundError(f"{name} is not in the list; check the name with `modeldepot ls`.")
+    return record

@@ -1,0 +1,136 @@
+"""One settings object, read at call time.
+
+Every module calls :func:`get_settings` when it runs instead of copying values at import, so tests change
+the environment (or call :func:`reset_settings`) in one place.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.core.errors import ConfigError
+from app.core.units import parse_size
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Settings(BaseSettings):
+    """Model Depot configuration, from ``MODELDEPOT_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELDEPOT_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MODELDEPOT_REDIS_URL", "REDIS_URL"),
+        description="Redis to share state through. Unset: start an embedded redis-server under data_dir.",
+    )
+    data_dir: Path = Field(default=Path("./modeldepot-data"), description="Holds models/ and the snapshot.")
+    models_dir: Path | None = Field(default=None, description="HF cache layout; default data_dir/models.")
+    state_file: Path | None = Field(default=None, description="JSON snapshot; default data_dir/...json.")
+    key_prefix: str = Field(default="modeldepot", description="Prefix of every Redis key and channel.")
+    log_size: int = Field(default=1000, ge=10, le=1_000_000, description="Event log lines kept.")
+    stream_size: int = Field(default=10_000, ge=100, description="Approximate length of the event stream.")
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Download attempts before 'failed'.")
+    heartbeat_interval: float = Field(default=2.0, gt=0, description="Seconds between job heartbeats.")
+    heartbeat_ttl: float = Field(default=10.0, gt=0, description="A job silent this long is dead.")
+    progress_interval: float = Field(default=0.25, gt=0, description="Min seconds between progress writes.")
+    job_timeout: int = Field(default=6 * 3600, gt=0, description="RQ timeout of one download job (s).")
+    auth_file: Path | None = Field(default=None, description="Users file (hashed passwords and roles).")
+    auth_header: str | None = Field(default=None, description="Trusted SSO header carrying the user name.")
+    auth_header_role: str = Field(default="viewer", description="Role of users from the trusted header.")
+    auth_admins: str = Field(default="", description="Comma-separated header users who are admins.")
+    session_ttl: int = Field(default=7 * 24 * 3600, gt=0, description="Login session lifetime (s).")
+    login_max_failures: int = Field(default=5, ge=1, description="Wrong passwords before a user's sign-in pauses.")
+    login_pause_s: int = Field(default=300, gt=0, description="How long sign-in pauses after the last wrong one (s).")
+
+    stall_s: float = Field(default=30.0, gt=0, description="A transfer with no new byte this long is stalled (s).")
+    retry_window_s: float = Field(
+        default=900.0, gt=0, description="A download fails after this long without any new byte despite retries (s)."
+    )
+    max_bandwidth: int | None = Field(
+        default=None, description="Most bytes per second one worker downloads (50MB, 400MiB, bytes); unset: no cap."
+    )
+    max_files: int = Field(default=8, ge=1, le=64, description="Files of one download transferred at a time.")
+    transfer: Literal["auto", "http", "xet"] = Field(
+        default="auto", description="auto and http: resumable HTTP ranges; xet: hf_xet for Xet-backed files."
+    )
+    partial_ttl_s: float = Field(
+        default=7 * 24 * 3600.0, ge=0, description="Partial files no record owns are swept after this long (s)."
+    )
+
+    @field_validator("max_bandwidth", mode="before")
+    @classmethod
+    def _parse_bandwidth(cls, value: object) -> int | None:
+        if value in (None, ""):
+            return None
+        rate = parse_size(value)  # type: ignore[arg-type]
+        if rate <= 0:
+            raise ValueError("must be a positive size per second, e.g. 50MB or 400MiB (unset it for no cap)")
+        return rate
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(_REDIS_SCHEMES):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or any(ch.isspace() or ch in "*?[]" for ch in value):
+            raise ValueError("must be non-empty, without spaces or glob characters")
+        return value
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return (self.models_dir or self.data_dir / "models").resolve()
+
+    @property
+    def resolved_state_file(self) -> Path:
+        return (self.state_file or self.data_dir / "controller_state.json").resolve()
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis URL is set and the app runs its own redis-server."""
+        return self.redis_url is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings.
+
+    Raises:
+        ConfigError: an environment variable holds a value that cannot be used.
+    """
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError(f"{_describe(e)} Fix the environment and start again.") from e
+    except ValueError as e:
+        raise ConfigError(f"Invalid MODELDEPOT_* setting: {e}. Fix the environment and start again.") from e
+
+
+def _describe(error: ValidationError) -> str:
+    """One sentence per bad variable: its name, the value given, what is wrong and what it means."""
+    parts = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        info = Settings.model_fields.get(field)
+        variable = f"MODELDEPOT_{field.upper()}"
+        value = str(item.get("input"))[:40]
+        hint = f" ({info.description.rstrip('.')})" if info is not None and info.description else ""
+        parts.append(f"{variable}={value!r} is invalid: {item['msg'].removeprefix('Value error, ')}{hint}.")
+    return " ".join(parts)
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next :func:`get_settings` reads the environment again."""
+    get_settings.cache_clear()

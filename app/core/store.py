@@ -1,0 +1,271 @@
+"""Atomic reads and writes of the shared state in Redis.
+
+Every write runs one Lua script: it compares the record with what the writer read (optimistic
+concurrency), bumps the global version, stores the record and log line, and announces the change on the
+pub/sub channel and the capped stream. Nothing else writes the state keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from app.core.errors import StateUnavailableError
+from app.core.keys import Keys
+from app.core.records import TRANSIENT, ModelRecord, check_transition
+
+log = logging.getLogger(__name__)
+
+ANY = "\x00any"  # expected value that skips the compare step (seeding, forced writes)
+
+_WRITE_SCRIPT = """
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then cur = '' end
+if ARGV[2] ~= '\\0any' and cur ~= ARGV[2] then return {0, cur} end
+local v = redis.call('INCR', KEYS[1])
+if ARGV[1] == '' then
+elseif ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[1])
+else redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+local logj = 'null'
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[4])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[7]), -1)
+  logj = ARGV[4]
+end
+local rec = 'null'
+if ARGV[3] ~= '' then rec = ARGV[3] end
+local ev = '{"v":' .. v .. ',"type":"' .. ARGV[5] .. '","sender":' .. ARGV[6] .. ',"name":' .. ARGV[9]
+  .. ',"record":' .. rec .. ',"log":' .. logj .. '}'
+redis.call('PUBLISH', ARGV[10], ev)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'event', ev)
+if ARGV[11] ~= '' then
+  redis.call('LPUSH', KEYS[6], ARGV[11])
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[12]) - 1)
+end
+for i = 13, #ARGV, 2 do redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1]) end
+return {v, ev}
+"""
+
+_SEED_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+local n = tonumber(ARGV[4])
+for i = 5, 4 + 2 * n, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 5 + 2 * n, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return 1
+"""
+
+_SNAPSHOT_SCRIPT = """
+local cur = tonumber(redis.call('GET', KEYS[2]))
+if cur and cur >= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+# How a transient status looks inside a record's JSON (pydantic writes no spaces), to skip decoding the rest.
+_TRANSIENT_MARKS = tuple(f'"status":"{s.value}"'.encode() for s in TRANSIENT)
+
+
+@dataclass
+class LogEntry:
+    """One line of the shared event log."""
+
+    who: str
+    what: str
+    ts: float = field(default_factory=time.time)
+    level: str = "info"
+
+    def to_json(self) -> str:
+        return json.dumps({"ts": self.ts, "who": self.who, "what": self.what, "level": self.level})
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> LogEntry:
+        return cls(who=str(obj.get("who", "?")), what=str(obj.get("what", "")), ts=float(obj.get("ts", 0)),
+                   level=str(obj.get("level", "info")))
+
+    def format(self) -> str:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.ts))
+        return f"{stamp}  {self.who}: {self.what}"
+
+
+@dataclass
+class State:
+    """A consistent copy of everything in Redis at one version."""
+
+    version: int
+    models: dict[str, dict[str, Any]]
+    logs: list[LogEntry]
+
+
+@dataclass
+class Tally:
+    """Metric changes written in the same atomic step as the record change they count.
+
+    Counting in the same script keeps ``/metrics`` consistent with the models list: a scrape never sees
+    a model ``ready`` whose success is not counted yet, and a write that loses its compare counts nothing.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    duration_s: float | None = None
+
+
+DURATIONS_KEPT = 1000
+
+Mutation = Callable[[ModelRecord | None], tuple[ModelRecord | None, LogEntry | None]]
+
+
+class Unchanged(Exception):
+    """Raised by a mutation to say the record should stay as it is (nothing is written)."""
+
+
+class Store:
+    """The shared state in Redis: read it whole, or change one record atomically."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, *, log_size: int = 1000,
+                 stream_size: int = 10_000, sender: str = "?") -> None:
+        self.redis = connection
+        self.keys = keys
+        self.log_size = log_size
+        self.stream_size = stream_size
+        self.sender = sender
+        self._write = connection.register_script(_WRITE_SCRIPT)
+        self._snapshot = connection.register_script(_SNAPSHOT_SCRIPT)
+        self._seed = connection.register_script(_SEED_SCRIPT)
+
+    def read_state(self) -> State:
+        """Everything, read in one MULTI so it is one version."""
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(self.keys.version)
+            pipe.hgetall(self.keys.models)
+            pipe.lrange(self.keys.logs, 0, -1)
+            raw_version, raw_models, raw_logs = pipe.execute()
+        models = {_text(k): json.loads(v) for k, v in raw_models.items()}
+        logs = [LogEntry.from_obj(json.loads(entry)) for entry in raw_logs]
+        return State(int(raw_version or 0), models, logs)
+
+    def read_transient(self) -> dict[str, dict[str, Any]]:
+        """The records in a transient status (queued, downloading, removing), decoding only those."""
+        with redis_errors():
+            raw_models = self.redis.hgetall(self.keys.models)
+        return {_text(k): json.loads(v) for k, v in raw_models.items() if any(m in v for m in _TRANSIENT_MARKS)}
+
+    def read_version(self) -> int:
+        with redis_errors():
+            return int(self.redis.get(self.keys.version) or 0)
+
+    def is_initialized(self) -> bool:
+        with redis_errors():
+            return bool(self.redis.exists(self.keys.version))
+
+    def get(self, name: str) -> ModelRecord | None:
+        with redis_errors():
+            raw = self.redis.hget(self.keys.models, name)
+        return ModelRecord.from_json(raw) if raw else None
+
+    def update(self, name: str, mutate: Mutation, *, kind: str = "model",
+               tally: Tally | None = None) -> dict[str, Any] | None:
+        """Apply ``mutate`` to the current record atomically, retrying when someone else wrote first.
+
+        ``tally`` is counted in the same write, so only when the mutation is applied.
+        Returns the published event, or None when the mutation raised :class:`Unchanged`.
+
+        Raises:
+            ConflictError: the mutation asks for a transition that is not allowed (or raises it itself).
+            StateUnavailableError: Redis cannot be reached.
+        """
+        while True:
+            with redis_errors():
+                raw = self.redis.hget(self.keys.models, name)
+            current = ModelRecord.from_json(raw) if raw else None
+            try:
+                new, entry = mutate(current.model_copy(deep=True) if current else None)
+            except Unchanged:
+                return None
+            check_transition(name, current.status if current else None, new.status if new else None)
+            if new is not None:
+                new.updated_at = time.time()
+            event = self._try_write(name, _text(raw) if raw else "", new, entry, kind, tally)
+            if event is not None:
+                return event
+
+    def append_log(self, entry: LogEntry) -> dict[str, Any]:
+        """Add a log line that changes no record."""
+        event = self._try_write("", ANY, None, entry, "log")
+        assert event is not None
+        return event
+
+    def force(self, name: str, record: ModelRecord | None, entry: LogEntry | None) -> dict[str, Any]:
+        """Write without compare or transition check (import, adoption of files found on disk)."""
+        event = self._try_write(name, ANY, record, entry, "model")
+        assert event is not None
+        return event
+
+    def _try_write(self, name: str, expected: str, record: ModelRecord | None, entry: LogEntry | None,
+                   kind: str, tally: Tally | None = None) -> dict[str, Any] | None:
+        new_raw = record.to_json() if record is not None else ""
+        log_json = entry.to_json() if entry else ""
+        args: list[str | int] = [name, expected, new_raw, log_json, kind, json.dumps(self.sender), self.log_size,
+                                 self.stream_size, json.dumps(name), self.keys.events_channel]
+        args += _tally_args(tally)
+        with redis_errors():
+            keys = [self.keys.version, self.keys.models, self.keys.logs, self.keys.events_stream,
+                    self.keys.metrics, self.keys.durations]
+            result = self._write(keys=keys, args=args)
+        if int(result[0]) == 0:
+            return None
+        event: dict[str, Any] = json.loads(result[1])
+        return event
+
+    def seed(self, version: int, models: dict[str, dict[str, Any]], logs: list[LogEntry]) -> bool:
+        """Load a snapshot into an empty Redis atomically; False if Redis already holds state."""
+        event = json.dumps({"v": version, "type": "reset", "sender": self.sender})
+        args: list[str | int] = [version, event, self.keys.events_channel, len(models)]
+        for name, record in models.items():
+            args += [name, json.dumps(record, separators=(",", ":"))]  # the form read_transient looks for
+        args += [entry.to_json() for entry in logs[-self.log_size:]]
+        with redis_errors():
+            return bool(self._seed(keys=[self.keys.version, self.keys.models, self.keys.logs], args=args))
+
+    def save_snapshot(self, document: str, version: int) -> bool:
+        """Store the JSON snapshot for ops unless Redis already has a newer one."""
+        with redis_errors():
+            return bool(self._snapshot(keys=[self.keys.snapshot, self.keys.snapshot_version], args=[document, version]))
+
+
+def _tally_args(tally: Tally | None) -> list[str | int]:
+    if tally is None:
+        return ["", DURATIONS_KEPT]
+    duration = f"{tally.duration_s:.3f}" if tally.duration_s is not None else ""
+    args: list[str | int] = [duration, DURATIONS_KEPT]
+    for counter, amount in tally.counts.items():
+        args += [counter, amount]
+    return args
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class redis_errors:
+    """Turn redis-py connection errors into StateUnavailableError where they enter."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            raise StateUnavailableError(
+                "Redis (the shared state) is unreachable; nothing was changed. Try again in a moment, "
+                "or check that redis-server is running."
+            ) from exc

@@ -1,0 +1,196 @@
+"""The in-memory replica of the shared state, and the pub/sub listener that keeps it current.
+
+Events carry a version; the replica applies them strictly in order. A gap, a (re)subscribe or a reconnect
+makes it reload the whole state from Redis, because pub/sub drops whatever was published while a
+subscriber was away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import redis
+
+from app.core.errors import StateUnavailableError
+from app.core.store import LogEntry, State, Store
+
+log = logging.getLogger(__name__)
+
+
+class Applied(Enum):
+    APPLIED = "applied"
+    STALE = "stale"
+    GAP = "gap"
+
+
+class Replica:
+    """This process's copy of the models and the log, at one version."""
+
+    def __init__(self, log_size: int) -> None:
+        self.version = 0
+        self.structural_version = 0  # last version that was more than a progress tick
+        self.models: dict[str, dict[str, Any]] = {}
+        self.logs: deque[str] = deque(maxlen=log_size)
+        self.synced_at = 0.0
+        self._sorted: tuple[int, list[dict[str, Any]]] = (-1, [])
+        self._cond = threading.Condition()
+        self._listeners: list[Callable[[], None]] = []
+
+    def reset(self, state: State, *, force: bool = False) -> None:
+        """Replace everything with ``state`` unless it is older than what this replica holds."""
+        with self._cond:
+            if state.version < self.version and not force:
+                return
+            self.version = state.version
+            self.structural_version = state.version
+            self.models = dict(state.models)
+            self.logs.clear()
+            self.logs.extend(entry.format() for entry in state.logs)
+            self.synced_at = time.time()
+            self._cond.notify_all()
+
+    def apply(self, event: dict[str, Any]) -> Applied:
+        """Apply one event if it is the next version."""
+        version = int(event["v"])
+        with self._cond:
+            if version <= self.version:
+                return Applied.STALE
+            if version != self.version + 1 or event.get("type") == "reset":
+                return Applied.GAP
+            self._apply_change(event)
+            self.version = version
+            if event.get("type") != "progress":
+                self.structural_version = version
+            self.synced_at = time.time()
+            self._cond.notify_all()
+        return Applied.APPLIED
+
+    def _apply_change(self, event: dict[str, Any]) -> None:
+        name = event.get("name")
+        if name:
+            record = event.get("record")
+            if record is None:
+                self.models.pop(name, None)
+            else:
+                self.models[name] = record
+        if event.get("log"):
+            self.logs.append(LogEntry.from_obj(event["log"]).format())
+
+    def sorted_models(self) -> list[dict[str, Any]]:
+        """Every record sorted by name, computed once per version (records are replaced, never mutated)."""
+        with self._cond:
+            version, records = self._sorted
+            if version != self.version:
+                records = [self.models[name] for name in sorted(self.models)]
+                self._sorted = (self.version, records)
+            return list(records)
+
+    def wait_for(self, version: int, timeout: float) -> bool:
+        """Block until this replica reached ``version``; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.version >= version, timeout=timeout)
+
+
+class Listener(threading.Thread):
+    """Subscribes to the events channel and feeds the replica; survives Redis restarts and kills."""
+
+    poll_interval = 1.0
+    version_check_interval = 2.0
+    max_backoff = 5.0
+
+    def __init__(self, store: Store, replica: Replica, *, on_empty: Callable[[], None] | None = None) -> None:
+        super().__init__(name="modeldepot-listener", daemon=True)
+        self.store = store
+        self.replica = replica
+        self.on_empty = on_empty
+        self.connected = threading.Event()
+        self.redis_version = 0
+        self._stop_event = threading.Event()
+        self._last_check = 0.0
+        self._pending: int | None = None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    @property
+    def in_sync(self) -> bool:
+        """Connected, and no event that Redis already had is still missing here."""
+        pending = self._pending
+        return self.connected.is_set() and (pending is None or self.replica.version >= pending)
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self._stop_event.is_set():
+            try:
+                self._listen()
+                backoff = 0.1
+            except (redis.ConnectionError, redis.TimeoutError, StateUnavailableError, OSError) as e:
+                self.connected.clear()
+                log.warning("event listener lost Redis (%s); retrying in %.1fs", type(e).__name__, backoff)
+                self._stop_event.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:
+                self.connected.clear()
+                log.exception("event listener failed; restarting it")
+                self._stop_event.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def _listen(self) -> None:
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(self.store.keys.events_channel)
+            while not self._stop_event.is_set():
+                message = pubsub.get_message(timeout=self.poll_interval)
+                if message is not None:
+                    self._handle_message(message)
+                self._check_version()
+        finally:
+            self.connected.clear()
+            pubsub.close()
+
+    def _handle_message(self, message: dict[str, Any]) -> None:
+        if message["type"] == "subscribe":
+            self.resync()  # a fresh (or re-made) subscription may have missed anything before it
+            self.connected.set()
+            return
+        if message["type"] != "message":
+            return
+        try:
+            event = json.loads(message["data"])
+            result = self.replica.apply(event)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed event on %s", self.store.keys.events_channel)
+            return
+        if result is Applied.GAP:
+            self.resync()
+
+    def _check_version(self) -> None:
+        now = time.monotonic()
+        if now - self._last_check < self.version_check_interval:
+            return
+        self._last_check = now
+        local = self.replica.version  # read before Redis: our own writes reach Redis first, then us
+        self.redis_version = self.store.read_version()
+        pending, self._pending = self._pending, None
+        if pending is not None and self.replica.version < pending:
+            self.resync()  # an event seen as on its way two seconds ago never came: it was lost
+        elif self.redis_version > self.replica.version:
+            self._pending = self.redis_version
+        elif self.redis_version < local:
+            log.warning("Redis is at version %d, behind this replica (%d): it lost data; reloading",
+                        self.redis_version, self.replica.version)
+            if self.redis_version == 0 and self.on_empty is not None:
+                self.on_empty()
+            self.resync(force=True)
+
+    def resync(self, *, force: bool = False) -> None:
+        state = self.store.read_state()
+        self.redis_version = state.version
+        self.replica.reset(state, force=force)

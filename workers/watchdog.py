@@ -1,0 +1,166 @@
+"""Finds downloads whose work-horse died and puts them right within seconds, not RQ's minutes.
+
+A ``downloading`` record whose heartbeat key expired is dead: it is queued again (a new job, attempt+1)
+until ``max_attempts``, then ``failed``; one a user asked to cancel or pause becomes ``cancelled`` (its files
+deleted) or ``paused`` (its files kept) instead. A live download asked to cancel or pause whose record has not
+changed for :data:`_STOP_GRACE_S` (its job missed the flag) gets RQ's stop-job command. A ``queued`` or
+``removing`` record whose RQ job is neither in a queue nor running (no heartbeat) — it vanished, or a worker
+took it and died — gets a new job. One pass runs at a time across all processes (a Redis lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from app.core.errors import ModelDepotError
+from app.core.jobqueue import JobQueue, new_job_id
+from app.core.records import ModelRecord, Status
+from app.core.settings import Settings
+from app.core.store import LogEntry, Store, Unchanged, redis_errors
+
+log = logging.getLogger(__name__)
+
+_MISSING_JOB_GRACE_S = 10.0
+_STOP_GRACE_S = 5.0
+"""Seconds a download asked to cancel or pause may leave its record unchanged before RQ stops its job."""
+
+
+class Watchdog(threading.Thread):
+    def __init__(self, store: Store, jobs: JobQueue, settings: Settings, *, interval: float = 1.0,
+                 persist: Callable[[], None] | None = None) -> None:
+        super().__init__(name="modeldepot-watchdog", daemon=True)
+        self.store = store
+        self.persist = persist
+        self.jobs = jobs
+        self.settings = settings
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                if self._my_turn():
+                    self.run_once()
+            except ModelDepotError as e:
+                log.warning("watchdog pass skipped: %s", e)
+            except Exception:
+                log.exception("watchdog pass failed")
+
+    def _my_turn(self) -> bool:
+        """One pass per interval across every process that runs a watchdog, whichever gets there first."""
+        key = self.store.keys.watchdog_turn
+        with redis_errors():
+            return bool(self.store.redis.set(key, self.store.sender, nx=True, px=int(self.interval * 1000)))
+
+    def run_once(self) -> int:
+        """One pass over the records in a transient status; returns how many it fixed."""
+        # short: a pass cut off by a Redis restart leaves the lock behind until it expires
+        lock = self.store.redis.lock(self.store.keys.watchdog_lock, timeout=10, blocking=False)
+        if not lock.acquire(blocking=False):
+            return 0
+        try:
+            return sum(self._check(name, raw) for name, raw in self.store.read_transient().items())
+        finally:
+            lock.release()
+
+    def _check(self, name: str, raw: dict[str, object]) -> int:
+        status = raw.get("status")
+        if status not in (Status.QUEUED, Status.DOWNLOADING, Status.REMOVING):
+            return 0  # most records: nothing to look at, and no Redis call
+        record = ModelRecord.model_validate(raw)
+        if record.job_id is None:
+            return 0
+        age = time.time() - record.updated_at
+        if record.status is Status.DOWNLOADING:
+            return self._check_running(name, record, record.job_id, age)
+        if age <= _MISSING_JOB_GRACE_S:
+            return 0
+        if record.status is Status.QUEUED:
+            return self._check_waiting(name, record.job_id)
+        return self._check_removal(name, record.job_id)
+
+    def _check_running(self, name: str, record: ModelRecord, job_id: str, age: float) -> int:
+        if age > self.settings.heartbeat_ttl and not self._beating(job_id):
+            return self._revive(name, job_id)
+        if (record.cancel_requested or record.pause_requested) and age > _STOP_GRACE_S:
+            # a cancel's first stop command may have been lost; a pause sends none unless its job missed the flag
+            self.jobs.stop_running(job_id)
+        return 0
+
+    def _check_waiting(self, name: str, job_id: str) -> int:
+        """A queued record whose job is gone, or was taken by a worker that died before starting it."""
+        if self.jobs.is_waiting(job_id) or self._beating(job_id):
+            return 0
+        return self._revive(name, job_id)
+
+    def _beating(self, job_id: str) -> bool:
+        return bool(self.store.redis.exists(self.store.keys.heartbeat(job_id)))
+
+    def _revive(self, name: str, dead_job: str) -> int:
+        new_job = new_job_id("dl")
+        decided: list[ModelRecord] = []
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.job_id != dead_job:
+                raise Unchanged
+            if current.status not in (Status.QUEUED, Status.DOWNLOADING):
+                raise Unchanged
+            record, entry = _after_death(name, current, new_job, self.settings.max_attempts)
+            decided.append(record)
+            return record, entry
+
+        if self.store.update(name, mutate) is None:
+            return 0
+        record = decided[0]
+        if record.status is Status.QUEUED:
+            self.jobs.enqueue_download(name, new_job)
+            return 1
+        if record.status is Status.CANCELLED:  # paused and failed downloads keep their files for a resume
+            self.jobs.enqueue_discard(record.repo_id, record.commit)
+        if self.persist is not None:
+            self.persist()
+        return 1
+
+    def _check_removal(self, name: str, job_id: str) -> int:
+        """A removal whose job vanished, failed, or was taken by a worker that died."""
+        if self.jobs.is_waiting(job_id) or self._beating(job_id):
+            return 0
+        new_job = new_job_id("rm")
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            if current is None or current.job_id != job_id or current.status is not Status.REMOVING:
+                raise Unchanged
+            return current.model_copy(update={"job_id": new_job}), LogEntry(
+                "watchdog", f"the removal of {name} was lost; trying again", level="warning")
+
+        if self.store.update(name, mutate) is None:
+            return 0
+        self.jobs.enqueue_remove(name, new_job)
+        return 1
+
+
+def _after_death(name: str, current: ModelRecord, new_job: str,
+                 max_attempts: int) -> tuple[ModelRecord, LogEntry]:
+    now = time.time()
+    stopped = {"speed_bps": 0.0, "eta_s": None, "retry": None}
+    if current.cancel_requested:  # a cancel wins over a pause asked for before or after it
+        return current.model_copy(update={"status": Status.CANCELLED, "finished_at": now, **stopped}), LogEntry(
+            "watchdog", f"cancelled download of {name}")
+    if current.pause_requested:
+        return current.model_copy(update={"status": Status.PAUSED, "pause_requested": False, **stopped}), LogEntry(
+            "watchdog", f"paused download of {name}")
+    if current.attempt < max_attempts:
+        record = current.model_copy(update={"status": Status.QUEUED, "job_id": new_job,
+                                            "attempt": current.attempt + 1, **stopped})
+        return record, LogEntry("watchdog", f"the worker downloading {name} died; retrying (attempt "
+                                            f"{current.attempt + 1} of {max_attempts})", level="warning")
+    reason = (f"the download worker died {current.attempt} times while downloading; check the workers' "
+              "logs and memory, then Retry")
+    record = current.model_copy(update={"status": Status.FAILED, "error": reason, "finished_at": now, **stopped})
+    return record, LogEntry("watchdog", f"download of {name} failed: {reason}", level="error")
