@@ -46,7 +46,7 @@ import redis
 from app.core.keys import Keys
 from app.core.records import ModelRecord, Status
 from app.core.store import LogEntry, Store
-from app.web.ui.poll import POLL_SECONDS, PROGRESS_SECONDS, SYNC_ID, VERSION_PATH, head
+from app.web.ui.poll import POLL_SECONDS, SYNC_ID, VERSION_PATH, head, needs_render
 from bench.harness import Row, median, ms, percentile, print_table, ratio, redis_server
 
 MODELS = 1_000
@@ -71,43 +71,16 @@ class Conn:
     """One keep-alive connection, one request at a time (like one browser page's event calls)."""
 
     def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
-        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
-        self.writer.write(head + body)
-        status_line = await self.reader.readline()
-        if not status_line:
-            await self.close()
-            raise ConnectionResetError("the server closed the connection")
-        headers: dict[str, str] = {}
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            key, _, value = line.decode("latin-1").partition(":")
-            headers[key.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding") == "chunked":
-            data = b""
-            while (size := int((await self.reader.readline()).strip() or b"0", 16)) > 0:
-                data += await self.reader.readexactly(size)
-                await self.reader.readline()
-            await self.reader.readline()
-        else:
-            data = await self.reader.readexactly(int(headers.get("content-length", "0")))
-        if headers.get("connection") == "close":
-            await self.close()
-        return int(status_line.split()[1]), data
+        reply = await self.client.request(method, path, content=body or None,
+                                          headers={"Content-Type": "application/json"})
+        return reply.status_code, reply.content
 
     async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
-        self.reader = self.writer = None
+        await self.client.aclose()
 
 
 @dataclass
@@ -214,10 +187,9 @@ async def update(conn: Conn, events: Events, shown: Shown, session: str, samples
     if polled is None:
         return False, False
     current, structural = polled
-    if current == shown.view:
-        return True, False
-    now = time.monotonic()  # the page script's rule: progress-only changes re-render at most once a period
-    if structural == shown.structural and now - shown.last_click < PROGRESS_SECONDS:
+    now = time.monotonic()
+    if not needs_render(current, shown.view, structural=structural, last_structural=shown.structural,
+                        since_last_render=now - shown.last_click):
         return True, False
     shown.structural, shown.last_click = structural, now
     return await sync(conn, events, shown, session, samples), True
@@ -241,7 +213,7 @@ class Page:
         began = time.perf_counter()
         try:
             ok = await sync(self.conn, events, self.shown, self.session, Samples())
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, httpx.TransportError):
             ok = False
         samples.add(time.perf_counter() - began, ok)
 
@@ -262,7 +234,7 @@ class Page:
                 ok, full = await update(self.conn, events, self.shown, self.session, samples, naive=naive)
                 samples.add(time.perf_counter() - began, ok)
                 samples.full += full
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, httpx.TransportError):
             samples.errors += 1
 
 

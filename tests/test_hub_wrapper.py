@@ -42,6 +42,7 @@ from app.core.validation import parse_model_name, validate_patterns, validate_re
 from tests.hubserver import HubServer, point_huggingface_hub_at
 from workers.download import cache
 from workers.download import hub
+from workers.download.hub_errors import hub_errors
 from app.core.keys import Keys
 from workers.download.plan import DownloadPlan
 from workers.download.transfer.claims import PartialClaims
@@ -235,7 +236,7 @@ def test_disk_full_anywhere_in_the_chain() -> None:
         except OSError as e:
             raise RuntimeError("wrapped") from e
 
-    with pytest.raises(DiskFullError), hub.hub_errors("org/name"):
+    with pytest.raises(DiskFullError), hub_errors("org/name"):
         fail()
 
 

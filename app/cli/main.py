@@ -23,6 +23,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from app.cli.auth_command import auth_cli
 from app.core.errors import ModelDepotError, StateFileError
 from app.core.records import Status
 
@@ -77,6 +78,7 @@ snapshot_cli = typer.Typer(
     help="Move the model list between deployments as a JSON file.",
 )
 cli.add_typer(snapshot_cli, name="snapshot")
+cli.add_typer(auth_cli, name="auth")
 
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="org/name or org/name@revision.")]
@@ -267,7 +269,7 @@ def warn_without_workers(controller: Controller) -> None:
 
 
 def report_finished(name: str, record: dict[str, Any] | None) -> None:
-    from app.cli.output import human_bytes
+    from app.core.units import human_bytes
 
     if record is None:
         fail(f"{name} was removed before it finished.")
@@ -328,9 +330,10 @@ def rm(
 
 
 def confirm_removal(record: dict[str, Any]) -> None:
-    from app.cli.output import human_bytes, model_size
+    from app.core.records import disk_bytes
+    from app.core.units import human_bytes
 
-    question = f"Remove {record['name']} ({record['status']}) and free {human_bytes(model_size(record))}?"
+    question = f"Remove {record['name']} ({record['status']}) and free {human_bytes(disk_bytes(record))}?"
     try:
         confirmed = typer.confirm(question, default=False)
     except typer.Abort:

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from app.core.records import retry_text as retry_text
-from app.core.units import human_bytes as human_bytes
+from app.core.records import disk_bytes, retry_text
+from app.core.units import human_bytes, human_duration
 
 if TYPE_CHECKING:
     from app.core.status import HealthReport
@@ -34,20 +34,8 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-:--:--"
-    seconds = int(max(0.0, seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def human_time(ts: float | None) -> str:
     return "" if not ts else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
-
-
-def model_size(record: Record) -> int:
-    """Bytes a model takes (or will take) on the volume."""
-    return int(record.get("size_bytes") or record.get("bytes_done") or 0)
 
 
 def models_table(records: list[Record]) -> Table:
@@ -64,7 +52,7 @@ def models_table(records: list[Record]) -> Table:
             record["name"],
             _revision_cell(record),
             _status_cell(record),
-            human_bytes(model_size(record)) if model_size(record) else "",
+            human_bytes(disk_bytes(record)) if disk_bytes(record) else "",
             human_time(record.get("finished_at") or record.get("requested_at")),
             style="dim" if status == "removing" else None,
         )

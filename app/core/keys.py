@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from app.core.settings import get_settings
-
 
 @dataclass(frozen=True)
 class Keys:
@@ -104,8 +102,3 @@ class Keys:
     def remove_queue(self) -> str:
         """RQ queue name for removals and other short maintenance jobs."""
         return f"{self.prefix}-maintenance"
-
-
-def get_keys() -> Keys:
-    """Keys for the configured prefix."""
-    return Keys(get_settings().key_prefix)

@@ -114,6 +114,15 @@ def retry_text(record: Mapping[str, Any], *, now: float | None = None) -> str:
     return f"retrying in {left:.0f} s after {retry.get('cause') or 'an error'}"
 
 
+def disk_bytes(record: Mapping[str, Any]) -> int:
+    """Bytes the model takes on the volume: its size once known, else what a download fetched so far (the page's
+    size column and disk panel, ``modeldepot ls`` and the removal questions all count this way)."""
+    size = int(record.get("size_bytes") or 0)
+    if size or record.get("status") not in (Status.QUEUED, Status.DOWNLOADING, Status.PAUSED, Status.FAILED):
+        return size
+    return int(record.get("bytes_done") or 0)
+
+
 def check_transition(name: str, old: Status | None, new: Status | None) -> None:
     """Raise ConflictError unless a record may move from ``old`` to ``new``.
 

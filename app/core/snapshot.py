@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from app.core.errors import SnapshotImportError, StateFileCorruptError, StateFileError
+from app.core.files import atomic_write_text
 from app.core.records import ModelRecord
 from app.core.store import LogEntry, State, Store
 
@@ -61,7 +62,7 @@ def write_file(path: Path, text: str, version: int) -> bool:
         with FileLock(str(path) + ".lock", timeout=30):
             if _file_version(path) >= version:
                 return False
-            _atomic_write(path, text)
+            atomic_write_text(path, text)
             return True
     except Timeout as e:
         raise StateFileError(f"Timed out waiting for the lock on {path}.lock; is a process stuck?") from e
@@ -74,20 +75,6 @@ def _file_version(path: Path) -> int:
         return int(json.loads(path.read_text())["version"])
     except (OSError, ValueError, KeyError, TypeError):
         return -1
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_file(path: Path) -> State | None:

@@ -11,13 +11,13 @@ Redis from ``controller_state.json``, which would turn an import into a fresh Re
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.core import snapshot
 from app.core.errors import ConflictError, SnapshotImportError, StateFileError
+from app.core.files import atomic_write_text
 from app.core.records import ModelRecord
 from app.core.store import LogEntry, State, Store
 
@@ -47,16 +47,9 @@ def write_text(path: str, text: str) -> None:
     if path == STDIO:
         sys.stdout.write(text)
         return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        atomic_write_text(Path(path), text)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise StateFileError(f"Cannot write {path}: {e.strerror}. Choose a writable path.") from e
 
 

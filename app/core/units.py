@@ -1,4 +1,4 @@
-"""Sizes as people read them, the same in the page, the command line, the event log and error messages."""
+"""Sizes and durations as people read them, the same in the page, the command line, the event log and error messages."""
 
 from __future__ import annotations
 
@@ -13,6 +13,20 @@ def human_bytes(count: float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float | None) -> str:
+    """``130`` -> ``"2m 10s"``, ``3725`` -> ``"1h 02m"``; None (unknown) -> ``"—"`` (page, CLI and log alike)."""
+    if seconds is None or seconds < 0:
+        return "—"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
 
 
 _SIZE_FACTORS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,

@@ -31,7 +31,8 @@ _REVISION_EXAMPLE = "e.g. main, v1.0, refs/pr/1 or a 40-character commit id"
 _PATTERN_EXAMPLE = "e.g. *.safetensors or onnx/*"
 
 _PART_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}", re.ASCII)
+COMMIT_ID = re.compile(r"[0-9a-f]{40}", re.ASCII)
+"""A full commit id as the Hub and the cache layout spell it (``snapshots/<commit>``, ``refs/<branch>``)."""
 _REVISION_FORBIDDEN = frozenset("~^:?*[\\")
 
 
@@ -133,7 +134,7 @@ def _revision_problem(revision: str) -> str | None:
         return "it is empty"
     if len(revision) > _REVISION_MAX:
         return f"it is longer than {_REVISION_MAX} characters"
-    if _COMMIT_RE.fullmatch(revision):
+    if COMMIT_ID.fullmatch(revision):
         return None
     if not revision.isascii():
         return "it contains non-ASCII characters"

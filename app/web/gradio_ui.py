@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.core.controller import Controller
 from app.core.errors import ModelDepotError
 from app.core.settings import Settings
-from app.web.auth import Authenticator, authenticator_from_settings
+from app.web.auth.authenticator import Authenticator, authenticator_from_settings
 from app.web.ui.access import Access
 from app.web.ui.actions import Actions
 from app.web.ui.api import register_api

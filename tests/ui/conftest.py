@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app.web.auth import make_entry
 from app.core.controller import Controller
 from app.core.settings import Settings
+from app.web.auth.users import make_entry
 from tests.ui.servers import ROOT, ThreadServer
 
 ARTIFACTS = ROOT / "test-artifacts"

@@ -13,9 +13,9 @@ import pytest
 import redis
 from gradio_client.exceptions import AppError
 
-from app.web.auth import COOKIE_NAME
 from app.core.controller import Controller
 from app.core.settings import Settings
+from app.web.auth.sessions import COOKIE_NAME
 from tests.ui.conftest import PASSWORDS
 from tests.ui.servers import ThreadServer, wait_until
 

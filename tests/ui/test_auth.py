@@ -1,32 +1,25 @@
-"""app/auth.py: password hashes, the users file, Redis sessions, the trusted header, the CLI."""
+"""app/web/auth/: password hashes, the users file, Redis sessions, the sign-in throttle, the trusted header, roles.
+
+The `modeldepot auth hash` command that makes users-file lines is tested in tests/cli/test_auth_command.py.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 import redis
 
-from app.web.auth import (
-    COOKIE_NAME,
-    Authenticator,
-    Role,
-    SessionStore,
-    SignInThrottle,
-    User,
-    UsersFile,
-    authenticator_from_settings,
-    hash_password,
-    main,
-    make_entry,
-    parse_users,
-    verify_password,
-)
 from app.core.errors import ConfigError, PermissionDeniedError, TooManySignInsError
 from app.core.keys import Keys
 from app.core.settings import Settings
+from app.web.auth.authenticator import Authenticator, authenticator_from_settings
+from app.web.auth.passwords import hash_password, verify_password
+from app.web.auth.roles import Role, User, require_admin
+from app.web.auth.sessions import COOKIE_NAME, SessionStore
+from app.web.auth.throttle import SignInThrottle
+from app.web.auth.users import UsersFile, make_entry, parse_users
 
 
 class Req:
@@ -141,11 +134,7 @@ def test_auth_is_off_by_default(tmp_path: Path) -> None:
         authenticator_from_settings(bad, redis.Redis())
 
 
-def test_cli_prints_a_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("hunter2\n"))
-    assert main(["hash", "alice", "admin", "--password-stdin"]) == 0
-    line = capsys.readouterr().out.strip()
-    accounts = parse_users(line)
-    assert verify_password("hunter2", accounts["alice"].password_hash)
-    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
-    assert main(["hash", "alice", "admin", "--password-stdin"]) == 1
+def test_only_admins_may_write() -> None:
+    require_admin(User("alice", Role.ADMIN), "download models")
+    with pytest.raises(PermissionDeniedError, match="bob is a viewer and cannot download models"):
+        require_admin(User("bob", Role.VIEWER), "download models")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.core.settings import Settings
-from app.web.ui.format import human_bytes
+from app.core.units import human_bytes
 from tests.hubserver import HubServer
 from tests.integration.stack import WorkerProcess
 from tests.redis_server import RedisServer

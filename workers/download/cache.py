@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Collection, Iterable
@@ -35,11 +34,10 @@ from huggingface_hub.errors import CacheNotFound
 from huggingface_hub.file_download import repo_folder_name
 
 from app.core.errors import InvalidInputError
-from app.core.validation import show, validate_repo_id
+from app.core.validation import COMMIT_ID, show, validate_repo_id
 
 log = logging.getLogger(__name__)
 
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _INCOMPLETE = ".incomplete"
 
 
@@ -264,7 +262,7 @@ def _repair(folder: Path, root: Path) -> None:
     snapshots = folder / "snapshots"
     for ref in (folder / "refs").rglob("*"):
         target = ref.read_text().strip() if ref.is_file() else ""
-        if ref.is_file() and not (_COMMIT_RE.fullmatch(target) and (snapshots / target).is_dir()):
+        if ref.is_file() and not (COMMIT_ID.fullmatch(target) and (snapshots / target).is_dir()):
             _unlink(_inside(root, ref))
     for link in snapshots.rglob("*"):
         if link.is_symlink() and not link.exists():
@@ -303,7 +301,7 @@ def _link_target(link: Path) -> Path:
 
 
 def _checked_commit(commit: str) -> str:
-    if not _COMMIT_RE.fullmatch(commit):
+    if not COMMIT_ID.fullmatch(commit):
         raise InvalidInputError(
             f"Commit {show(commit)} is not a 40-character commit id, "
             "e.g. 7ae557604adf67be50417f59c2c2f167def9a775."

@@ -29,9 +29,7 @@ from huggingface_hub.utils.tqdm import tqdm as hf_tqdm
 from app.core.errors import DiskFullError, IntegrityError, NoMatchingFilesError
 from app.core.units import human_bytes
 from workers.download import cache
-from workers.download.hub_errors import free_bytes as free_bytes
-from workers.download.hub_errors import hub_errors as hub_errors
-from workers.download.hub_errors import integrity_message, no_files_message
+from workers.download.hub_errors import free_bytes, hub_errors, integrity_message, no_files_message
 from workers.download.plan import DownloadPlan, PlannedFile
 
 

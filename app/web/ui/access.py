@@ -11,7 +11,8 @@ from typing import Any, ParamSpec, TypeVar
 import gradio as gr
 
 from app.core.errors import ModelDepotError, PermissionDeniedError
-from app.web.auth import Authenticator, Role, User, require_admin
+from app.web.auth.authenticator import Authenticator
+from app.web.auth.roles import Role, User, require_admin
 
 log = logging.getLogger(__name__)
 

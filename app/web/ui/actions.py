@@ -13,9 +13,10 @@ import gradio as gr
 
 from app.core.controller import Controller, Outcome
 from app.core.errors import InvalidInputError
+from app.core.records import disk_bytes
+from app.core.units import human_bytes
 from app.web.ui.access import Access, inline_errors, notice
-from app.web.ui.format import human_bytes, split_patterns
-from app.web.ui.models_table import disk_bytes
+from app.web.ui.format import split_patterns
 
 NO_SELECTION = "Pick a model first: click its row in the table, or type its name (org/name)."
 

@@ -6,8 +6,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.web.ui.format import human_bytes, percent
-from app.web.ui.models_table import BAR_CSS, disk_bytes
+from app.core.records import disk_bytes
+from app.core.units import human_bytes
+from app.web.ui.format import percent
+from app.web.ui.models_table import BAR_CSS
 
 log = logging.getLogger(__name__)
 

@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import time
 
-from app.core.records import retry_text as retry_text
-from app.core.units import human_bytes as human_bytes
+from app.core.units import human_bytes
 
 
 def human_speed(bps: float | None) -> str:
     return f"{human_bytes(bps)}/s" if bps else "—"
-
-
-def human_duration(seconds: float | None) -> str:
-    """``130`` -> ``"2m 10s"``; None -> ``"—"``."""
-    if seconds is None or seconds < 0:
-        return "—"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def timestamp(epoch: float | None) -> str:

@@ -1,7 +1,7 @@
 """The sign-in page and routes (``/login``, ``/logout``) and the redirect of signed-out visitors to it.
 
-Plain FastAPI on the same app as the Gradio page. The session lives in Redis (see :mod:`app.web.auth`), so the
-cookie works on every UI worker behind the balancer and survives worker restarts.
+Plain FastAPI on the same app as the Gradio page. The session lives in Redis (see :mod:`app.web.auth.sessions`),
+so the cookie works on every UI worker behind the balancer and survives worker restarts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import ModelDepotError, PermissionDeniedError, TooManySignInsError
-from app.web.auth import COOKIE_NAME, Authenticator, User
+from app.web.auth.authenticator import Authenticator
+from app.web.auth.roles import User
+from app.web.auth.sessions import COOKIE_NAME
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.web.ui.format import human_bytes, human_duration, human_speed, percent, retry_text, short_commit, timestamp
+from app.core.records import disk_bytes, retry_text
+from app.core.units import human_bytes, human_duration
+from app.web.ui.format import human_speed, percent, short_commit, timestamp
 
 PAGE_SIZE = 50
 ALL = "all"
@@ -93,13 +95,6 @@ def select(records: Sequence[dict[str, Any]], query: TableQuery) -> tuple[list[d
     pages = max(1, -(-len(matched) // PAGE_SIZE))
     page = min(query.page, pages)
     return matched[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], len(matched), pages
-
-
-def disk_bytes(record: dict[str, Any]) -> int:
-    """Bytes the model takes (or, while downloading, has taken so far) on the models volume."""
-    if record.get("status") in ("downloading", "queued", "paused") and not record.get("size_bytes"):
-        return int(record.get("bytes_done") or 0)
-    return int(record.get("size_bytes") or 0)
 
 
 # ---- rendering -----------------------------------------------------------------------------------------

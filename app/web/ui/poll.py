@@ -76,6 +76,16 @@ def head(version: int, in_sync: bool) -> str:
     return f"{version}.{int(in_sync)}"
 
 
+def needs_render(current: str, shown: str, *, structural: int, last_structural: int | None,
+                 since_last_render: float) -> bool:
+    """The timer's rule (:data:`POLL_JS` runs the same in the browser; ``bench/bench_ui.py`` plays it for 200
+    pages): render when the head differs from what the page shows, at once if more than progress changed, else
+    at most once per :data:`PROGRESS_SECONDS`."""
+    if current == shown:
+        return False
+    return structural != last_structural or since_last_render >= PROGRESS_SECONDS
+
+
 def version_router(controller: Controller) -> APIRouter:
     """``GET /api/state-version``; include it in the app before the page is mounted at ``/``."""
     router = APIRouter()
