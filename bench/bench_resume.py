@@ -44,7 +44,7 @@ import redis
 
 from bench.harness import ROOT, Row, print_table, redis_server, wait_for_idle_workers, worker_env
 from tests.hubserver import HubServer
-from tests.ui.servers import wait_until as wait
+from tests.support.waiting import wait_until as wait
 
 MiB = 1 << 20
 MB = 1000 * 1000

@@ -459,7 +459,8 @@ def api_rows(port: int, fn: Events, phase: float, idle: Phase, notes: list[str])
 
 
 def scale_rows(workers: list[Any], tmp: Path, fn: Events, phase: float, notes: list[str]) -> list[Row]:
-    from tests.ui.servers import Balancer, wait_until
+    from tests.support.waiting import wait_until
+    from tests.ui.servers import Balancer
 
     one, pids = workers[0], [w.proc.pid for w in workers]
     alone = asyncio.run(run_pages(one.port, fn, phase, pages=PAGES))

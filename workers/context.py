@@ -9,16 +9,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis
 
 from app.core import snapshot
 from app.core.errors import ModelDepotError, StateUnavailableError
+from app.core.jobqueue import JobQueue
 from app.core.keys import Keys
 from app.core.records import Status
 from app.core.settings import Settings, get_settings
-from app.core.store import Mutation, Store, Tally
+from app.core.store import Change, Mutation, Store, Tally
 from workers.download import cache
 
 log = logging.getLogger(__name__)
@@ -48,19 +49,19 @@ class WorkerContext:
     settings: Settings
     keys: Keys
     store: Store
+    jobs: JobQueue
     models_dir: Path
     state_file: Path
 
     @classmethod
     def for_connection(cls, connection: redis.Redis) -> WorkerContext:
         settings = get_settings()
-        keys = Keys(settings.key_prefix)
-        store = Store(connection, keys, log_size=settings.log_size, stream_size=settings.stream_size,
-                      sender=f"worker:{socket.gethostname()}:{os.getpid()}")
-        return cls(settings, keys, store, settings.resolved_models_dir, settings.resolved_state_file)
+        store = Store.for_settings(connection, settings, sender=f"worker:{socket.gethostname()}:{os.getpid()}")
+        return cls(settings, Keys(settings.key_prefix), store, JobQueue(connection, settings),
+                   settings.resolved_models_dir, settings.resolved_state_file)
 
     def update(self, name: str, mutate: Mutation, *, kind: str = "model",
-               tally: Tally | None = None) -> dict[str, Any] | None:
+               tally: Tally | None = None) -> Change | None:
         """``Store.update``, waiting out a Redis restart: an ending must reach the state, not be dropped."""
         return _retrying(lambda: self.store.update(name, mutate, kind=kind, tally=tally))
 

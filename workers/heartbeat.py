@@ -1,7 +1,7 @@
 """The work-horse's heartbeat: a Redis key with a TTL, refreshed by a thread while the job runs.
 
 RQ notices a dead work-horse only after ~90 s; the watchdog notices a missing heartbeat within
-``heartbeat_ttl`` seconds.
+``heartbeat_ttl`` seconds (``JobQueue.is_alive`` is the one reader of the key).
 """
 
 from __future__ import annotations
@@ -46,3 +46,8 @@ class Heartbeat(threading.Thread):
         self.join(timeout=2)
         with contextlib.suppress(redis.RedisError):
             self.connection.delete(self.key)
+
+    @staticmethod
+    def end(connection: redis.Redis, keys: Keys, job_id: str) -> None:
+        """Drop the heartbeat of a work-horse that was killed before it could (nobody need wait out its TTL)."""
+        connection.delete(keys.heartbeat(job_id))

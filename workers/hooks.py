@@ -21,36 +21,31 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from app.core.errors import DownloadError, JobCancelledError, JobPausedError
-from app.core.records import ModelRecord, Status
-from app.core.store import LogEntry, Tally, Unchanged
+from app.core.records import ModelRecord, Status, owned
+from app.core.store import LogEntry, Tally
 from app.core.units import human_bytes
 from workers.context import WorkerContext
-from workers.jobs import SKIPPED
+from workers.heartbeat import Heartbeat
+from workers.jobs import Downloaded
 
 log = logging.getLogger(__name__)
 
 
 def on_download_success(job: Job, connection: redis.Redis, result: Any) -> None:
-    if not isinstance(result, dict) or SKIPPED in result:
-        return
+    done = Downloaded.from_result(result)
+    if done is None:
+        return  # the record no longer waited for this job
     ctx = WorkerContext.for_connection(connection)
     name = str(job.args[0])
-    duration = time.time() - float(result.get("started_at", time.time()))
+    duration = time.time() - done.started_at
 
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.job_id != job.id or current.status is not Status.DOWNLOADING:
-            raise Unchanged
-        record = current.model_copy(update={
-            "status": Status.READY, "commit": result["commit"], "size_bytes": result["size_bytes"],
-            "bytes_done": result["bytes_total"], "bytes_total": result["bytes_total"],
-            "files_done": result["files_total"], "files_total": result["files_total"], "speed_bps": 0.0,
-            "eta_s": None, "error": None, "finished_at": time.time(), "cancel_requested": False,
-            "pause_requested": False, "retry": None})
-        return record, LogEntry("worker", f"{name} is ready: {human_bytes(result['size_bytes'])} at "
-                                          f"commit {result['commit'][:7]} in {duration:.1f}s")
+        record = owned(current, job.id).ready(commit=done.commit, size_bytes=done.size_bytes,
+                                              bytes_total=done.bytes_total, files_total=done.files_total)
+        return record, LogEntry("worker", f"{name} is ready: {human_bytes(done.size_bytes)} at "
+                                          f"commit {done.commit[:7]} in {duration:.1f}s")
 
-    tally = Tally({"downloads_succeeded": 1, "bytes_downloaded": int(result.get("bytes_needed", 0))},
-                  duration_s=duration)
+    tally = Tally({"downloads_succeeded": 1, "bytes_downloaded": done.bytes_needed}, duration_s=duration)
     ctx.update(name, mutate, tally=tally)
     ctx.persist()
 
@@ -69,33 +64,24 @@ def on_download_failure(job: Job, connection: redis.Redis, exc_type: type[BaseEx
 
 def on_download_stopped(job: Job, connection: redis.Redis) -> None:
     ctx = WorkerContext.for_connection(connection)
-    # The killed horse never ran its heartbeat's cleanup; a removal waiting for it need not wait out the TTL.
-    connection.delete(ctx.keys.heartbeat(job.id))
+    Heartbeat.end(connection, ctx.keys, job.id)  # a removal waiting for the killed horse need not wait out the TTL
     record = ctx.store.get(str(job.args[0]))
-    paused = record is not None and record.pause_requested and not record.cancel_requested
+    paused = record is not None and record.stop_asked is Status.PAUSED
     finish(ctx, str(job.args[0]), job.id, Status.PAUSED if paused else Status.CANCELLED, None)
 
 
 def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: str | None) -> bool:
     """Move a download to ``failed``/``cancelled``/``paused`` and persist the snapshot; a cancelled one's
-    partial files are deleted."""
-    ended: list[ModelRecord] = []
-
+    partial files are deleted. False if the record no longer belongs to the job or is no longer under way."""
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.job_id != job_id:
-            raise Unchanged
-        if current.status not in (Status.QUEUED, Status.DOWNLOADING):
-            raise Unchanged
-        record = current.model_copy(update={"status": status, "error": reason, "finished_at": time.time(),
-                                             "speed_bps": 0.0, "eta_s": None, "retry": None,
-                                             "pause_requested": False})
-        ended.append(record)
+        record = owned(current, job_id).stopped(status, reason)
         return record, LogEntry("worker", _ending_line(name, status, reason), level="error" if reason else "info")
 
     counter = _ENDING_COUNTERS[status]
-    if ctx.update(name, mutate, tally=Tally({counter: 1}) if counter else None) is None:
+    change = ctx.update(name, mutate, tally=Tally({counter: 1}) if counter else None)
+    if change is None:
         return False
-    record = ended[0]
+    record = change.record
     if status is Status.CANCELLED:
         ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
     ctx.persist()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from rq import get_current_job
 from rq.job import Job
 
 from app.core.errors import DownloadError, JobCancelledError
-from app.core.records import ModelRecord, Status
-from app.core.store import LogEntry, Tally, Unchanged
+from app.core.records import ModelRecord, Status, Unchanged, owned
+from app.core.store import LogEntry, Tally
 from app.core.units import human_bytes
 from workers.context import WorkerContext
 from workers.download import cache, hub
@@ -23,7 +24,34 @@ from workers.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
-SKIPPED = "skipped"
+
+@dataclass(frozen=True)
+class Downloaded:
+    """What a finished download hands its success hook; RQ keeps it as the job's (JSON) result."""
+
+    commit: str
+    size_bytes: int
+    bytes_total: int
+    files_total: int
+    bytes_needed: int
+    """Bytes fetched from the Hub by this attempt (the rest were on the volume already)."""
+    started_at: float
+
+    def to_result(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_result(cls, result: Any) -> Downloaded | None:
+        """The download a job's result describes; None for a job that had nothing to do.
+
+        Raises:
+            TypeError, KeyError: ``result`` is not what :meth:`to_result` returned.
+        """
+        if result is None:
+            return None
+        if not isinstance(result, dict):
+            raise TypeError(f"a download job's result is a JSON object, not {type(result).__name__}")
+        return cls(**{f.name: result[f.name] for f in fields(cls)})
 
 
 def _current_job() -> Job:
@@ -33,8 +61,11 @@ def _current_job() -> Job:
     return job
 
 
-def download_job(name: str) -> dict[str, Any]:
-    """Download the model record ``name`` (queued by the controller) and verify it."""
+def download_job(name: str) -> dict[str, Any] | None:
+    """Download the model record ``name`` (queued by the controller) and verify it.
+
+    Returns :class:`Downloaded` as JSON, or None when the record no longer waits for this job.
+    """
     job = _current_job()
     ctx = WorkerContext.for_connection(job.connection)
     settings = ctx.settings
@@ -42,7 +73,8 @@ def download_job(name: str) -> dict[str, Any]:
                    ttl=settings.heartbeat_ttl):
         record = _claim(ctx, name, job.id)
         if record is None:
-            return {SKIPPED: f"{name} no longer waits for job {job.id}"}
+            log.info("%s no longer waits for job %s; nothing to do", name, job.id)
+            return None
         started = time.time()
         plan = hub.plan_download(record.repo_id, revision=record.revision,
                                  allow_patterns=record.allow_patterns, ignore_patterns=record.ignore_patterns,
@@ -57,47 +89,37 @@ def download_job(name: str) -> dict[str, Any]:
             raise JobCancelledError(f"download of {name} cancelled")
         ctx.discard_stale_partials(plan.repo_id, keep_for=name)
         size = cache.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
-        return {"commit": plan.commit, "size_bytes": size, "bytes_total": plan.bytes_total,
-                "files_total": plan.files_total, "bytes_needed": plan.bytes_needed, "started_at": started}
+        return Downloaded(plan.commit, size, plan.bytes_total, plan.files_total, plan.bytes_needed,
+                          started).to_result()
 
 
 def _claim(ctx: WorkerContext, name: str, job_id: str) -> ModelRecord | None:
     """queued -> downloading, only if the record still waits for this job."""
-    claimed: list[ModelRecord] = []
-
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.job_id != job_id:
-            raise Unchanged
-        if current.status not in (Status.QUEUED, Status.DOWNLOADING) or current.cancel_requested \
-                or current.pause_requested:
-            raise Unchanged
-        record = current.model_copy(update={"status": Status.DOWNLOADING, "error": None})
-        claimed.append(record)
-        attempt = f" (attempt {current.attempt})" if current.attempt > 1 else ""
+        record = owned(current, job_id).claim()
+        attempt = f" (attempt {record.attempt})" if record.attempt > 1 else ""
         return record, LogEntry("worker", f"started downloading {name}{attempt}")
 
-    ctx.update(name, mutate, tally=Tally({"downloads_started": 1}))
-    return claimed[0] if claimed else None
+    change = ctx.update(name, mutate, tally=Tally({"downloads_started": 1}))
+    return change.record if change else None
 
 
 def _record_plan(ctx: WorkerContext, name: str, job_id: str, plan: DownloadPlan) -> None:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.job_id != job_id or current.status is not Status.DOWNLOADING:
-            raise Unchanged
-        return current.model_copy(update={
-            "commit": plan.commit, "bytes_total": plan.bytes_total, "files_total": plan.files_total,
-            "bytes_done": plan.bytes_total - plan.bytes_needed, "retry": None}), None
+        return owned(current, job_id).planned(commit=plan.commit, bytes_total=plan.bytes_total,
+                                              files_total=plan.files_total, bytes_needed=plan.bytes_needed), None
 
     ctx.update(name, mutate, kind="progress")
 
 
-def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any]:
-    """Delete the files of record ``name`` and drop it from the list."""
+def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any] | None:
+    """Delete the files of record ``name`` and drop it from the list; None if it no longer waits for this job."""
     job = _current_job()
     ctx = WorkerContext.for_connection(job.connection)
     record = ctx.store.get(name)
-    if record is None or record.status is not Status.REMOVING or record.job_id != job.id:
-        return {SKIPPED: f"{name} is not waiting for removal job {job.id}"}
+    if record is None or record.status is not Status.REMOVING or not record.owned_by(job.id):
+        log.info("%s is not waiting for removal job %s; nothing to do", name, job.id)
+        return None
     settings = ctx.settings
     try:
         with Heartbeat(job.connection, ctx.keys, job.id, interval=settings.heartbeat_interval,
@@ -109,8 +131,7 @@ def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any]:
         raise
 
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.job_id != job.id:
-            raise Unchanged
+        owned(current, job.id)
         return None, LogEntry("worker", f"removed {name}, freed {human_bytes(freed)}")
 
     ctx.update(name, mutate)
@@ -123,17 +144,14 @@ def _wait_for_download_to_stop(ctx: WorkerContext, job_id: str | None, timeout: 
     if job_id is None:
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and ctx.store.redis.exists(ctx.keys.heartbeat(job_id)):
+    while time.monotonic() < deadline and ctx.jobs.is_alive(job_id):
         time.sleep(0.2)
 
 
 def _fail_removal(ctx: WorkerContext, name: str, job_id: str, error: Exception) -> None:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.job_id != job_id:
-            raise Unchanged
-        reason = f"remove failed: {error}. Try Remove again."
-        return current.model_copy(update={"status": Status.FAILED, "error": reason}), LogEntry(
-            "worker", f"could not remove {name}: {error}", level="error")
+        record = owned(current, job_id).removal_failed(f"remove failed: {error}. Try Remove again.")
+        return record, LogEntry("worker", f"could not remove {name}: {error}", level="error")
 
     ctx.update(name, mutate)
     ctx.persist()
@@ -146,13 +164,14 @@ def discard_partial_job(repo_id: str, commit: str | None) -> dict[str, Any]:
     return {"freed_bytes": ctx.discard_partial(repo_id, commit, keep_for="")}
 
 
-def verify_job(name: str) -> dict[str, Any]:
-    """Re-check a ready model against the Hub's checksums; a mismatch marks it failed."""
+def verify_job(name: str) -> dict[str, Any] | None:
+    """Re-check a ready model against the Hub's checksums; a mismatch marks it failed. None if it is not ready."""
     job = _current_job()
     ctx = WorkerContext.for_connection(job.connection)
     record = ctx.store.get(name)
     if record is None or record.status is not Status.READY or record.commit is None:
-        return {SKIPPED: f"{name} is not ready"}
+        log.info("%s is not ready; nothing to verify", name)
+        return None
     try:
         hub.verify(record.repo_id, record.commit, cache_dir=ctx.models_dir, token=None, endpoint=None)
     except DownloadError as e:
@@ -164,10 +183,10 @@ def verify_job(name: str) -> dict[str, Any]:
 
 def _mark_corrupt(ctx: WorkerContext, name: str, commit: str, reason: str) -> None:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.status is not Status.READY or current.commit != commit:
+        if current is None:
             raise Unchanged
-        return current.model_copy(update={"status": Status.FAILED, "error": reason}), LogEntry(
-            "worker", f"verification of {name} failed: {reason}", level="error")
+        return current.broken(commit, reason), LogEntry("worker", f"verification of {name} failed: {reason}",
+                                                        level="error")
 
     ctx.update(name, mutate)
     ctx.persist()

@@ -8,8 +8,8 @@ from collections import deque
 from typing import Protocol
 
 from app.core.errors import JobCancelledError, JobPausedError, StateUnavailableError
-from app.core.records import ModelRecord, RetryState, Status
-from app.core.store import LogEntry, Store, Unchanged
+from app.core.records import ModelRecord, RetryState, owned
+from app.core.store import LogEntry, Store
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +72,22 @@ class ProgressReporter:
         outage_began = progress.retry is not None and self._retry is None  # files failing together: one outage
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.job_id != self.job_id or current.status is not Status.DOWNLOADING:
-                raise Unchanged
-            self.cancel_requested = current.cancel_requested
-            self.pause_requested = current.pause_requested
-            record = current.model_copy(update={
-                "bytes_done": progress.bytes_done, "bytes_total": progress.bytes_total,
-                "files_done": progress.files_done, "files_total": progress.files_total,
-                "speed_bps": round(speed, 1), "eta_s": None if eta is None else round(eta, 1),
-                "retry": progress.retry})
+            record = owned(current, self.job_id).progressed(
+                bytes_done=progress.bytes_done, bytes_total=progress.bytes_total, files_done=progress.files_done,
+                files_total=progress.files_total, speed_bps=round(speed, 1),
+                eta_s=None if eta is None else round(eta, 1), retry=progress.retry)
             return record, self._outage_line(progress.retry) if outage_began else None
 
         try:
-            self.store.update(self.name, mutate, kind="model" if outage_began else "progress")
+            change = self.store.update(self.name, mutate, kind="model" if outage_began else "progress")
         except StateUnavailableError:
             log.warning("progress of %s not published: Redis unreachable", self.name)
             return  # a progress tick is not worth failing a healthy download for
         self._retry = progress.retry
         self.writes += 1
+        if change is not None:
+            self.cancel_requested = change.record.cancel_requested
+            self.pause_requested = change.record.pause_requested
         # raising here stops the download within one chunk
         if self.cancel_requested:
             raise JobCancelledError(f"download of {self.name} cancelled")

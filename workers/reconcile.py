@@ -7,10 +7,9 @@ Partial files are swept only when no record may resume them and they are older t
 from __future__ import annotations
 
 import logging
-import time
 
-from app.core.records import ModelRecord, Status
-from app.core.store import LogEntry, Unchanged
+from app.core.records import ModelRecord, Status, Unchanged
+from app.core.store import LogEntry
 from workers.context import WorkerContext
 from workers.download import cache
 
@@ -40,11 +39,9 @@ def _adopt(ctx: WorkerContext) -> int:
         if name in models:
             continue
         revision = None if name == cached.repo_id else cached.commit
-        record = ModelRecord(name=name, repo_id=cached.repo_id, revision=revision, commit=cached.commit,
-                             status=Status.READY, size_bytes=cached.size_on_disk, files_done=cached.nb_files,
-                             files_total=cached.nb_files, bytes_done=cached.size_on_disk,
-                             bytes_total=cached.size_on_disk, requested_by="found on disk",
-                             requested_at=cached.last_modified, finished_at=time.time())
+        record = ModelRecord.adopted(name, cached.repo_id, revision=revision, commit=cached.commit,
+                                     size_bytes=cached.size_on_disk, files=cached.nb_files,
+                                     found_at=cached.last_modified)
         ctx.store.force(name, record, LogEntry("worker", f"adopted {name} found in the models dir"))
         models[name] = record.to_dict()
         adopted += 1
@@ -66,9 +63,9 @@ def _mark_vanished(ctx: WorkerContext, name: str, commit: str) -> int:
     reason = "its files are gone from the models dir; Retry to download it again, or Remove it"
 
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        if current is None or current.status is not Status.READY or current.commit != commit:
+        if current is None:
             raise Unchanged
-        return current.model_copy(update={"status": Status.FAILED, "error": reason, "size_bytes": 0}), LogEntry(
-            "worker", f"{name} was ready but {reason}", level="warning")
+        return current.broken(commit, reason, files_gone=True), LogEntry("worker", f"{name} was ready but {reason}",
+                                                                         level="warning")
 
     return 1 if ctx.update(name, mutate) is not None else 0

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from app.core.errors import ModelDepotError
 from app.core.jobqueue import JobQueue, new_job_id
-from app.core.records import ModelRecord, Status
+from app.core.records import TRANSIENT, ModelRecord, Status, Unchanged, owned
 from app.core.settings import Settings
-from app.core.store import LogEntry, Store, Unchanged, redis_errors
+from app.core.store import LogEntry, Store
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,11 @@ class Watchdog(threading.Thread):
 
     def _my_turn(self) -> bool:
         """One pass per interval across every process that runs a watchdog, whichever gets there first."""
-        key = self.store.keys.watchdog_turn
-        with redis_errors():
-            return bool(self.store.redis.set(key, self.store.sender, nx=True, px=int(self.interval * 1000)))
+        return self.store.take_watchdog_turn(self.interval)
 
     def run_once(self) -> int:
         """One pass over the records in a transient status; returns how many it fixed."""
-        # short: a pass cut off by a Redis restart leaves the lock behind until it expires
-        lock = self.store.redis.lock(self.store.keys.watchdog_lock, timeout=10, blocking=False)
+        lock = self.store.watchdog_lock()
         if not lock.acquire(blocking=False):
             return 0
         try:
@@ -70,8 +67,7 @@ class Watchdog(threading.Thread):
             lock.release()
 
     def _check(self, name: str, raw: dict[str, object]) -> int:
-        status = raw.get("status")
-        if status not in (Status.QUEUED, Status.DOWNLOADING, Status.REMOVING):
+        if raw.get("status") not in TRANSIENT:
             return 0  # most records: nothing to look at, and no Redis call
         record = ModelRecord.model_validate(raw)
         if record.job_id is None:
@@ -86,7 +82,7 @@ class Watchdog(threading.Thread):
         return self._check_removal(name, record.job_id)
 
     def _check_running(self, name: str, record: ModelRecord, job_id: str, age: float) -> int:
-        if age > self.settings.heartbeat_ttl and not self._beating(job_id):
+        if age > self.settings.heartbeat_ttl and not self.jobs.is_alive(job_id):
             return self._revive(name, job_id)
         if (record.cancel_requested or record.pause_requested) and age > _STOP_GRACE_S:
             # a cancel's first stop command may have been lost; a pause sends none unless its job missed the flag
@@ -95,29 +91,20 @@ class Watchdog(threading.Thread):
 
     def _check_waiting(self, name: str, job_id: str) -> int:
         """A queued record whose job is gone, or was taken by a worker that died before starting it."""
-        if self.jobs.is_waiting(job_id) or self._beating(job_id):
+        if self.jobs.is_waiting(job_id) or self.jobs.is_alive(job_id):
             return 0
         return self._revive(name, job_id)
 
-    def _beating(self, job_id: str) -> bool:
-        return bool(self.store.redis.exists(self.store.keys.heartbeat(job_id)))
-
     def _revive(self, name: str, dead_job: str) -> int:
         new_job = new_job_id("dl")
-        decided: list[ModelRecord] = []
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.job_id != dead_job:
-                raise Unchanged
-            if current.status not in (Status.QUEUED, Status.DOWNLOADING):
-                raise Unchanged
-            record, entry = _after_death(name, current, new_job, self.settings.max_attempts)
-            decided.append(record)
-            return record, entry
+            return _after_death(name, owned(current, dead_job), new_job, self.settings.max_attempts)
 
-        if self.store.update(name, mutate) is None:
+        change = self.store.update(name, mutate)
+        if change is None:
             return 0
-        record = decided[0]
+        record = change.record
         if record.status is Status.QUEUED:
             self.jobs.enqueue_download(name, new_job)
             return 1
@@ -129,15 +116,16 @@ class Watchdog(threading.Thread):
 
     def _check_removal(self, name: str, job_id: str) -> int:
         """A removal whose job vanished, failed, or was taken by a worker that died."""
-        if self.jobs.is_waiting(job_id) or self._beating(job_id):
+        if self.jobs.is_waiting(job_id) or self.jobs.is_alive(job_id):
             return 0
         new_job = new_job_id("rm")
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.job_id != job_id or current.status is not Status.REMOVING:
-                raise Unchanged
-            return current.model_copy(update={"job_id": new_job}), LogEntry(
-                "watchdog", f"the removal of {name} was lost; trying again", level="warning")
+            record = owned(current, job_id)
+            if record.status is not Status.REMOVING:
+                raise Unchanged  # the removal failed meanwhile
+            return record.removing(new_job), LogEntry("watchdog", f"the removal of {name} was lost; trying again",
+                                                      level="warning")
 
         if self.store.update(name, mutate) is None:
             return 0
@@ -147,20 +135,16 @@ class Watchdog(threading.Thread):
 
 def _after_death(name: str, current: ModelRecord, new_job: str,
                  max_attempts: int) -> tuple[ModelRecord, LogEntry]:
-    now = time.time()
-    stopped = {"speed_bps": 0.0, "eta_s": None, "retry": None}
-    if current.cancel_requested:  # a cancel wins over a pause asked for before or after it
-        return current.model_copy(update={"status": Status.CANCELLED, "finished_at": now, **stopped}), LogEntry(
-            "watchdog", f"cancelled download of {name}")
-    if current.pause_requested:
-        return current.model_copy(update={"status": Status.PAUSED, "pause_requested": False, **stopped}), LogEntry(
-            "watchdog", f"paused download of {name}")
+    """What a download under way becomes when its job died: what a user asked it to stop as, the next attempt,
+    or failed (Unchanged if it is no longer under way)."""
+    asked = current.stop_asked
+    if asked is not None:
+        return current.stopped(asked), LogEntry("watchdog", f"{asked.value} download of {name}")
     if current.attempt < max_attempts:
-        record = current.model_copy(update={"status": Status.QUEUED, "job_id": new_job,
-                                            "attempt": current.attempt + 1, **stopped})
-        return record, LogEntry("watchdog", f"the worker downloading {name} died; retrying (attempt "
-                                            f"{current.attempt + 1} of {max_attempts})", level="warning")
+        return current.requeued(new_job, current.attempt + 1), LogEntry(
+            "watchdog", f"the worker downloading {name} died; retrying (attempt {current.attempt + 1} of "
+                        f"{max_attempts})", level="warning")
     reason = (f"the download worker died {current.attempt} times while downloading; check the workers' "
               "logs and memory, then Retry")
-    record = current.model_copy(update={"status": Status.FAILED, "error": reason, "finished_at": now, **stopped})
-    return record, LogEntry("watchdog", f"download of {name} failed: {reason}", level="error")
+    return current.stopped(Status.FAILED, reason), LogEntry("watchdog", f"download of {name} failed: {reason}",
+                                                              level="error")

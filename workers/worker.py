@@ -11,9 +11,8 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from app.core.connection import check, connect
-from app.core.controller import Controller
 from app.core.errors import StateUnavailableError
-from app.core.jobqueue import JobQueue
+from app.core.seeding import seed_from_snapshot
 from app.core.settings import get_settings
 from workers import hooks, jobs
 from workers.context import WorkerContext
@@ -59,11 +58,10 @@ def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name:
 def _run_once(kinds: Sequence[str], *, burst: bool, name: str | None, watchdog: bool) -> None:
     """Adopt models on disk, then work the queues while a watchdog looks for dead downloads."""
     worker = build_worker(kinds, name=name)
-    connection = worker.connection
-    Controller(get_settings(), connection, listen=False).close()  # seeds an empty Redis from the snapshot
-    ctx = WorkerContext.for_connection(connection)
+    ctx = WorkerContext.for_connection(worker.connection)
+    seed_from_snapshot(ctx.store, ctx.state_file)
     log.info("reconciled the models dir: %s", reconcile(ctx))
-    dog = Watchdog(ctx.store, JobQueue(connection, ctx.keys), ctx.settings, persist=ctx.persist)
+    dog = Watchdog(ctx.store, ctx.jobs, ctx.settings, persist=ctx.persist)
     if watchdog:
         dog.start()
     try:

@@ -1,5 +1,10 @@
 """`python -m app.cli`: the `modeldepot` command line."""
 
-from app.cli.main import main
+import sys
+
+try:
+    from app.cli.main import main
+except KeyboardInterrupt:  # Ctrl-C while the command line is still being imported: nothing started yet
+    sys.exit(0)
 
 main()

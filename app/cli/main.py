@@ -28,7 +28,6 @@ from app.core.errors import ModelDepotError, StateFileError
 from app.core.records import Status
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LONG_RUNNING = frozenset({"serve", "worker"})
 
@@ -118,12 +117,13 @@ def cli_settings() -> Settings:
     Raises:
         ConfigError: an environment variable holds a value that cannot be used.
     """
+    from app.core.embedded import existing_socket
     from app.core.settings import get_settings
 
     settings = get_settings()
     if settings.redis_url is None:
-        embedded_socket = (settings.data_dir / "redis" / "redis.sock").resolve()  # see app/embedded.py
-        if embedded_socket.exists():
+        embedded_socket = existing_socket(settings.data_dir)
+        if embedded_socket is not None:
             return settings.model_copy(update={"redis_url": f"unix://{embedded_socket}"})
     return settings
 
@@ -144,12 +144,18 @@ def connect_checked(settings: Settings) -> redis.Redis:
 
 @contextlib.contextmanager
 def open_controller(*, listen: bool = False) -> Iterator[Controller]:
-    """The controller every command uses; ``listen`` only when the command follows live changes."""
+    """The controller every command uses; ``listen`` only when the command follows live changes.
+
+    Following ends on Ctrl-C, so with ``listen`` SIGINT only sets the flag the follow loop looks at (see
+    app/cli/follow.py) from before connecting until after the listener stopped: it never lands in between.
+    """
+    from app.cli.follow import catching_interrupts
     from app.core.controller import Controller
 
-    settings = cli_settings()
-    with Controller(settings, connect_checked(settings), listen=listen) as controller:
-        yield controller
+    with catching_interrupts() if listen else contextlib.nullcontext():
+        settings = cli_settings()
+        with Controller(settings, connect_checked(settings), listen=listen) as controller:
+            yield controller
 
 
 def current_user() -> str:
@@ -250,18 +256,16 @@ def wait_for_download(controller: Controller, name: str, timeout: float | None) 
             f"(watch it with `modeldepot ls`)."
         )
     except KeyboardInterrupt:
-        fail(
-            f"stopped waiting; {name} goes on in the background. Cancel it with `modeldepot cancel {name}`.",
-            EXIT_INTERRUPTED,
-        )
+        # Ctrl-C ends the wait, not the download: a normal end (exit 0) that says where the download is
+        say(f"stopped waiting; {name} goes on in the background. Cancel it with `modeldepot cancel {name}`.")
+        return
     report_finished(name, record)
 
 
 def warn_without_workers(controller: Controller) -> None:
-    from app.core.status import list_workers
+    from app.core.status import list_workers, live_workers
 
-    downloads = controller.jobs.downloads.name
-    if not any(w.alive and downloads in w.queues for w in list_workers(controller.jobs)):
+    if not live_workers(list_workers(controller.jobs), controller.jobs.downloads.name):
         typer.echo(
             "warning: no live worker on the downloads queue; the download starts once one runs (`modeldepot worker`).",
             err=True,
@@ -383,8 +387,7 @@ def logs(
         for line in history[max(0, len(history) - lines) :]:
             typer.echo(line)
         if follow:
-            with contextlib.suppress(KeyboardInterrupt):
-                follow_logs(controller, lambda line: typer.echo(line))
+            follow_logs(controller, typer.echo, since=history)  # returns on Ctrl-C
 
 
 # ---- operations --------------------------------------------------------------------------------------

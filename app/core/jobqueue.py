@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from app.core.keys import Keys
-from app.core.settings import get_settings
+from app.core.settings import Settings
 from app.core.store import redis_errors
 
 log = logging.getLogger(__name__)
@@ -40,18 +40,20 @@ def new_job_id(kind: str) -> str:
 
 
 class JobQueue:
-    """Enqueue and control Model Depot's RQ jobs."""
+    """Enqueue and control Model Depot's RQ jobs, with the queue names and job timeout of ``settings``."""
 
-    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
+    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.connection = connection
-        self.downloads = Queue(keys.download_queue, connection=connection, serializer=JSONSerializer)
-        self.maintenance = Queue(keys.remove_queue, connection=connection, serializer=JSONSerializer)
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.downloads = Queue(self.keys.download_queue, connection=connection, serializer=JSONSerializer)
+        self.maintenance = Queue(self.keys.remove_queue, connection=connection, serializer=JSONSerializer)
 
     def enqueue_download(self, name: str, job_id: str) -> None:
         """Queue the download of the record ``name``; the job reads its parameters from the record."""
         with redis_errors():
             self.downloads.enqueue(
-                DOWNLOAD_FUNC, name, job_id=job_id, job_timeout=get_settings().job_timeout,
+                DOWNLOAD_FUNC, name, job_id=job_id, job_timeout=self.settings.job_timeout,
                 result_ttl=3600, failure_ttl=24 * 3600, description=f"download {name}",
                 on_success=Callback(_ON_SUCCESS), on_failure=Callback(_ON_FAILURE),
                 on_stopped=Callback(_ON_STOPPED),
@@ -80,6 +82,11 @@ class JobQueue:
         with redis_errors():
             return any(self.connection.lpos(queue.key, job_id) is not None
                        for queue in (self.downloads, self.maintenance))
+
+    def is_alive(self, job_id: str) -> bool:
+        """True while the job's work-horse beats: its heartbeat key (``workers/heartbeat.py``) has not expired."""
+        with redis_errors():
+            return bool(self.connection.exists(self.keys.heartbeat(job_id)))
 
     def exists(self, job_id: str) -> bool:
         with redis_errors():

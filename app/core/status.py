@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,15 +178,19 @@ def worker_alive(connection: redis.Redis, name: str) -> bool:
     return bool(counts) and int(counts[0][1]) > 0
 
 
+def live_workers(workers: Iterable[WorkerInfo], queue: str) -> int:
+    """How many of ``workers`` are alive and listen on the RQ queue named ``queue``."""
+    return sum(1 for w in workers if w.alive and queue in w.queues)
+
+
 def queue_info(kind: str, queue: Queue, workers: list[WorkerInfo]) -> QueueInfo:
-    alive = sum(1 for w in workers if w.alive and queue.name in w.queues)
     return QueueInfo(
         kind=kind,
         name=queue.name,
         queued=queue.count,
         running=queue.started_job_registry.get_job_count(cleanup=False),
         failed=queue.failed_job_registry.get_job_count(cleanup=False),
-        workers_alive=alive,
+        workers_alive=live_workers(workers, queue.name),
     )
 
 

@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.lock import Lock
 
 from app.core.errors import StateUnavailableError
 from app.core.keys import Keys
-from app.core.records import TRANSIENT, ModelRecord, check_transition
+from app.core.records import TRANSIENT, ModelRecord, Unchanged, check_transition
+from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ANY = "\x00any"  # expected value that skips the compare step (seeding, forced writes)
+SYSTEM_USER = "modeldepot"
+"""Who a log line names when no user is behind it."""
 
 _WRITE_SCRIPT = """
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
@@ -122,14 +126,37 @@ class Tally:
 DURATIONS_KEPT = 1000
 
 Mutation = Callable[[ModelRecord | None], tuple[ModelRecord | None, LogEntry | None]]
+"""Computes a record's next state from the current one (None: absent); raises Unchanged to write nothing."""
 
 
-class Unchanged(Exception):
-    """Raised by a mutation to say the record should stay as it is (nothing is written)."""
+@dataclass(frozen=True)
+class Change:
+    """What one :meth:`Store.update` wrote: the record before and after it (None: absent), and the event."""
+
+    before: ModelRecord | None
+    after: ModelRecord | None
+    event: dict[str, Any]
+
+    @property
+    def record(self) -> ModelRecord:
+        """The record as written, for a change known not to be a deletion.
+
+        Raises:
+            LookupError: the change deleted the record.
+        """
+        if self.after is None:
+            raise LookupError(f"{self.event.get('name')} was deleted by this change")
+        return self.after
 
 
 class Store:
     """The shared state in Redis: read it whole, or change one record atomically."""
+
+    @classmethod
+    def for_settings(cls, connection: redis.Redis, settings: Settings, *, sender: str) -> Store:
+        """The store of the configured prefix and sizes on ``connection``; ``sender`` names the writer in events."""
+        return cls(connection, Keys(settings.key_prefix), log_size=settings.log_size,
+                   stream_size=settings.stream_size, sender=sender)
 
     def __init__(self, connection: redis.Redis, keys: Keys, *, log_size: int = 1000,
                  stream_size: int = 10_000, sender: str = "?") -> None:
@@ -164,6 +191,22 @@ class Store:
         with redis_errors():
             return int(self.redis.get(self.keys.version) or 0)
 
+    def read_tallies(self) -> tuple[dict[str, int], list[float]]:
+        """The cluster-wide counters written with the records (:class:`Tally`) and the recent job durations."""
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(self.keys.metrics)
+            pipe.lrange(self.keys.durations, 0, -1)
+            raw_counters, raw_durations = pipe.execute()
+        counters = {_text(k): int(v) for k, v in raw_counters.items()}
+        durations = []
+        for value in raw_durations:
+            try:
+                durations.append(float(value))
+            except ValueError:
+                continue
+        return counters, durations
+
     def is_initialized(self) -> bool:
         with redis_errors():
             return bool(self.redis.exists(self.keys.version))
@@ -174,11 +217,11 @@ class Store:
         return ModelRecord.from_json(raw) if raw else None
 
     def update(self, name: str, mutate: Mutation, *, kind: str = "model",
-               tally: Tally | None = None) -> dict[str, Any] | None:
+               tally: Tally | None = None) -> Change | None:
         """Apply ``mutate`` to the current record atomically, retrying when someone else wrote first.
 
         ``tally`` is counted in the same write, so only when the mutation is applied.
-        Returns the published event, or None when the mutation raised :class:`Unchanged`.
+        Returns what changed, or None when the mutation raised :class:`~app.core.records.Unchanged`.
 
         Raises:
             ConflictError: the mutation asks for a transition that is not allowed (or raises it itself).
@@ -197,7 +240,7 @@ class Store:
                 new.updated_at = time.time()
             event = self._try_write(name, _text(raw) if raw else "", new, entry, kind, tally)
             if event is not None:
-                return event
+                return Change(current, new, event)
 
     def append_log(self, entry: LogEntry) -> dict[str, Any]:
         """Add a log line that changes no record."""
@@ -236,6 +279,16 @@ class Store:
         args += [entry.to_json() for entry in logs[-self.log_size:]]
         with redis_errors():
             return bool(self._seed(keys=[self.keys.version, self.keys.models, self.keys.logs], args=args))
+
+    def take_watchdog_turn(self, interval_s: float) -> bool:
+        """True for the first process to ask within ``interval_s``: one watchdog pass per interval in the cluster."""
+        with redis_errors():
+            return bool(self.redis.set(self.keys.watchdog_turn, self.sender, nx=True, px=int(interval_s * 1000)))
+
+    def watchdog_lock(self) -> Lock:
+        """The lock one watchdog pass at a time holds; short, since a pass cut off by a Redis restart leaves it
+        behind until it expires."""
+        return Lock(self.redis, self.keys.watchdog_lock, timeout=10, blocking=False)
 
     def save_snapshot(self, document: str, version: int) -> bool:
         """Store the JSON snapshot for ops unless Redis already has a newer one."""

@@ -101,7 +101,9 @@ class Replica:
 class Listener(threading.Thread):
     """Subscribes to the events channel and feeds the replica; survives Redis restarts and kills."""
 
-    poll_interval = 1.0
+    poll_interval = 0.2
+    """Longest one read of the subscription blocks: how long :meth:`stop` may wait for the thread to see its flag
+    (a Ctrl-C'd command joins the listener before it exits). The read returns at once when an event comes."""
     version_check_interval = 2.0
     max_backoff = 5.0
 

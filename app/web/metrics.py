@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from app.core.errors import ModelDepotError
-from app.core.status import list_workers, models_by_status, volume_info
+from app.core.status import list_workers, live_workers, models_by_status, volume_info
 
 if TYPE_CHECKING:
     from app.core.controller import Controller
@@ -73,8 +73,8 @@ class DepotCollector(Collector):
 
     def _redis_metrics(self) -> Iterator[Metric]:
         controller = self.controller
-        connection, keys, jobs = controller.redis, controller.keys, controller.jobs
-        counters, durations = _read_counters(connection, keys.metrics, keys.durations)
+        jobs = controller.jobs
+        counters, durations = controller.store.read_tallies()
         for field, doc in COUNTERS.items():
             yield CounterMetricFamily(f"{PREFIX}_{field}", doc, value=counters.get(field, 0))
         yield duration_histogram(durations)
@@ -85,24 +85,9 @@ class DepotCollector(Collector):
         )
         for queue in (jobs.downloads, jobs.maintenance):
             depth.add_metric([queue.name], queue.count)
-            alive.add_metric([queue.name], sum(1 for w in workers if w.alive and queue.name in w.queues))
+            alive.add_metric([queue.name], live_workers(workers, queue.name))
         yield depth
         yield alive
-
-
-def _read_counters(connection: redis.Redis, metrics_key: str, durations_key: str) -> tuple[dict[str, int], list[float]]:
-    pipe = connection.pipeline(transaction=False)
-    pipe.hgetall(metrics_key)
-    pipe.lrange(durations_key, 0, -1)
-    raw_counters, raw_durations = pipe.execute()
-    counters = {_text(k): int(v) for k, v in raw_counters.items()}
-    durations = []
-    for value in raw_durations:
-        try:
-            durations.append(float(value))
-        except ValueError:
-            continue
-    return counters, durations
 
 
 def duration_histogram(durations: list[float]) -> HistogramMetricFamily:
@@ -128,7 +113,3 @@ def build_registry(controller: Controller) -> CollectorRegistry:
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=value)
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import psutil
 import pytest
-import redis
 
 from app.core.settings import Settings
-from app.core.status import worker_alive
-from tests.hubserver import HubServer
+from tests.support.hub import hub  # noqa: F401
+from tests.support.workers import start_worker, worker_env  # noqa: F401
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -58,77 +52,3 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def cli(settings_env: Settings) -> Run:
     return run_cli
-
-
-@pytest.fixture
-def hub() -> Iterator[HubServer]:
-    server = HubServer().start()
-    yield server
-    server.stop()
-
-
-class Worker:
-    """A `modeldepot worker` process in its own process group, killed in teardown."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def wait_alive(self, connection: redis.Redis, timeout: float = 30) -> str:
-        """Wait until the worker is registered and subscribed; return its RQ name."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            for key in connection.smembers("rq:workers"):
-                name = key.decode().removeprefix("rq:worker:")
-                if connection.hget(key, "pid") == str(self.proc.pid).encode() and worker_alive(connection, name):
-                    return name
-            time.sleep(0.1)
-        raise AssertionError(f"worker did not start:\n{self.log.read_text()}")
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its work-horse (RQ gives the horse a process group of its own)."""
-        with contextlib.suppress(psutil.NoSuchProcess):
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    child.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def start_worker(settings_env: Settings, hub: HubServer, tmp_path: Path) -> Iterator[Callable[[], Worker]]:
-    started: list[Worker] = []
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub.url,
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_ETAG_TIMEOUT": "5",
-        "HF_HUB_DOWNLOAD_TIMEOUT": "5",
-    }
-
-    def start() -> Worker:
-        worker = Worker(env, tmp_path / f"worker-{len(started)}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()

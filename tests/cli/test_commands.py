@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -14,14 +15,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from app.cli.follow import follow_model, new_lines
 from app.cli.main import cli as cli_app
 from app.cli.main import report_finished
+from app.cli.runtime import embedded_stack
 from app.core.controller import Controller
-from app.cli.follow import follow_model, new_lines
 from app.core.records import ModelRecord, RetryState, Status
-from app.core.settings import Settings
+from app.core.settings import Settings, reset_settings
 from app.core.store import LogEntry
-from tests.cli.conftest import Run, run_many
+from tests.cli.conftest import Run, run_cli, run_many
 
 COMMANDS = [
     ["serve"],
@@ -177,7 +179,10 @@ def test_logs_tail_and_follow(cli: Run, settings_env: Settings) -> None:
         assert follow.stdout.readline().endswith("carol: a new line\n")
     finally:
         follow.send_signal(signal.SIGINT)
-        assert follow.wait(timeout=10) == 0
+        try:
+            assert follow.wait(timeout=1) == 0  # Ctrl-C ends it within a second (more in tests/cli/test_signals.py)
+        finally:
+            follow.kill()  # leave no follower behind when it did not; a no-op once it exited
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -194,3 +199,22 @@ def test_new_log_lines() -> None:
     assert new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]  # capped: "a" fell off
     assert new_lines(["x", "x"], ["x", "x", "x"]) == ["x"]
     assert new_lines(["a"], ["q", "r"]) == ["q", "r"]  # replaced wholesale
+
+
+def test_commands_find_the_embedded_redis_of_a_long_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` moves its socket out of a data dir too deep for a unix socket; the commands must look there too."""
+    data_dir = tmp_path / ("deep-" * 16) / "data"
+    assert len(os.fsencode(data_dir.resolve() / "redis" / "redis.sock")) > 107  # sun_path: 107 bytes and a NUL
+    monkeypatch.setenv("MODELDEPOT_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MODELDEPOT_REDIS_URL", "")  # unset: embedded (monkeypatch undoes what `serve` sets)
+    reset_settings()
+    try:
+        with embedded_stack(start_workers=False) as stack:
+            assert stack.redis is not None
+            with Controller(stack.settings, listen=False) as controller:
+                controller.add_log("hello from serve", who="alice")
+            result = run_cli("logs", env={"MODELDEPOT_REDIS_URL": ""})
+    finally:
+        reset_settings()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("alice: hello from serve"), result.stdout

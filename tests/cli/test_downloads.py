@@ -6,62 +6,39 @@ import json
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.controller import Controller
-from app.web.metrics import build_registry
 from app.core.settings import Settings
 from app.web.app import ops_router
-from tests.cli.conftest import Run, Worker, one_error_line, run_many
+from app.web.metrics import build_registry
+from tests.cli.conftest import Run, one_error_line, run_many
 from tests.hubserver import HubServer
-from tests.redis_server import free_port
+from tests.support.workers import WorkerProcess
+from tests.ui.servers import ThreadServer
 
 pytestmark = pytest.mark.slow
 
 
-class WebServer:
-    """A real uvicorn server for an ASGI app, in a thread, on 127.0.0.1."""
-
-    def __init__(self, app: object) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        port = int(self.url.rsplit(":", 1)[1])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> WebServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
-def web(settings_env: Settings) -> Iterator[WebServer]:
+def web(settings_env: Settings) -> Iterator[ThreadServer]:
     """The ops endpoints of a UI worker (the whole app, Gradio included, is run by tests/deploy)."""
     with Controller(settings_env) as controller:
         app = FastAPI()
         app.include_router(ops_router(controller, build_registry(controller)))
-        with WebServer(app) as server:
-            yield server
+        server = ThreadServer(app).start()
+        yield server
+        server.stop()
 
 
-def scrape(web: WebServer) -> dict[str, float]:
+def scrape(web: ThreadServer) -> dict[str, float]:
     """Every sample of /metrics, keyed by name and labels."""
     response = httpx.get(f"{web.url}/metrics", timeout=10)
     assert response.status_code == 200
@@ -78,7 +55,7 @@ def moved(before: dict[str, float], after: dict[str, float], name: str) -> float
 
 
 def test_pull_wait_shows_progress_and_metrics_move(
-    cli: Run, hub: HubServer, web: WebServer, start_worker: Callable[[], Worker], redis_client: redis.Redis
+    cli: Run, hub: HubServer, web: ThreadServer, start_worker: Callable[[], WorkerProcess], redis_client: redis.Redis
 ) -> None:
     commit = hub.add_repo("org/tiny", {"config.json": b"{}", "w.bin": 3_000_000})
     hub.throttle_bps = 1_500_000
@@ -110,7 +87,7 @@ def test_pull_wait_shows_progress_and_metrics_move(
 
 
 def test_status_reports_a_killed_worker_as_gone(
-    cli: Run, start_worker: Callable[[], Worker], redis_client: redis.Redis, settings_env: Settings
+    cli: Run, start_worker: Callable[[], WorkerProcess], redis_client: redis.Redis, settings_env: Settings
 ) -> None:
     worker = start_worker()
     name = worker.wait_alive(redis_client)
@@ -137,7 +114,7 @@ def test_status_reports_a_killed_worker_as_gone(
     assert rq.returncode == 0, rq.stderr
     assert "queue modeldepot-downloads" in rq.stdout and f"worker {name}" in rq.stdout
 
-    worker.kill()
+    worker.kill_all()
     gone = cli("status")
     line = one_error_line(gone)
     assert "no live worker on the downloads queue" in line

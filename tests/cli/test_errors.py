@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from app.core.errors import SnapshotImportError
 from app.core.settings import Settings
 from app.core.snapshot_io import read_document
 from tests.cli.conftest import Run, one_error_line
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 
 Check = Callable[[subprocess.CompletedProcess[str]], None]
 
@@ -85,6 +85,48 @@ def test_error_paths(cli: Run, tmp_path: Path, redis_client: redis.Redis) -> Non
         },
     )
     assert redis_client.hlen("modeldepot:models") == 0
+
+
+REDIS_PASSWORD = "s3cret-Pa55"
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A second redis-server, started with ``requirepass``."""
+    server = RedisServer(tmp_path_factory.mktemp("locked-redis"), password=REDIS_PASSWORD, appendonly=False).start()
+    yield server
+    server.stop()
+
+
+def without_secrets(check: Check) -> Check:
+    def checked(result: subprocess.CompletedProcess[str]) -> None:
+        check(result)
+        assert "wrong-pw" not in result.stderr + result.stdout, result.stderr
+        assert REDIS_PASSWORD not in result.stderr + result.stdout, result.stderr
+
+    return checked
+
+
+def test_redis_refuses_the_password(cli: Run, locked_redis: RedisServer) -> None:
+    address = f"127.0.0.1:{locked_redis.port}"
+    wrong = {"MODELDEPOT_REDIS_URL": f"redis://:wrong-pw@{address}/0"}
+    missing = {"MODELDEPOT_REDIS_URL": f"redis://{address}/0"}
+    refused = ("refused the user or password in MODELDEPOT_REDIS_URL", address, "redis://USER:PASSWORD@")
+    required = ("requires a password", address, "redis://:PASSWORD@")
+    run_all(
+        cli,
+        {
+            "ls, wrong password": (["ls"], wrong, without_secrets(error_line(*refused))),
+            "ls, wrong user": (
+                ["ls"],
+                {"MODELDEPOT_REDIS_URL": f"redis://bob:{REDIS_PASSWORD}@{address}/0"},
+                without_secrets(error_line(*refused)),
+            ),
+            "ls, no password (NOAUTH)": (["ls"], missing, error_line(*required)),
+            "status, wrong password": (["status"], wrong, without_secrets(error_line("unhealthy", *refused))),
+            "status, no password (NOAUTH)": (["status"], missing, error_line("unhealthy", *required)),
+        },
+    )
 
 
 def test_errors_that_need_a_model(cli: Run, settings_env: Settings, tmp_path: Path) -> None:

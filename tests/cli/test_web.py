@@ -9,12 +9,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.core.connection import connect
 from app.core.controller import Controller
-from app.web.metrics import build_registry
 from app.core.settings import Settings
 from app.web.app import ops_router
-from tests.redis_server import free_port
+from app.web.metrics import build_registry
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -45,12 +44,15 @@ def test_not_ready_until_in_sync(idle_controller: Controller) -> None:
     assert client.get("/readyz").json() == {"ready": True, "version": idle_controller.version}
 
 
-def test_redis_down(idle_controller: Controller) -> None:
-    idle_controller.redis = connect(idle_controller.settings, url=f"redis://127.0.0.1:{free_port()}/0")
+def test_redis_down(idle_controller: Controller, redis_server: RedisServer) -> None:
     client = client_for(idle_controller)
-    response = client.get("/readyz")
+    redis_server.stop()
+    try:
+        response = client.get("/readyz")
+        metrics = client.get("/metrics")
+    finally:
+        redis_server.start()
     assert response.status_code == 503 and "Redis is unreachable" in response.json()["reason"]
-    metrics = client.get("/metrics")
     assert metrics.status_code == 200
     samples = {
         s.name: s.value

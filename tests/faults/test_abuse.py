@@ -6,23 +6,24 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from app.core.controller import Controller
 from app.core.errors import InvalidInputError
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.integration.stack import wait_status
 from tests.redis_server import RedisServer
+from tests.support.waiting import wait_status, wait_until
+from tests.support.workers import WorkerProcess
 
 NASTY = ["", " ", "..", "/", "/etc/passwd", "org/../../etc", "../../x/y", "a/b/c", "org/name\x00", "x" * 10_000,
          "\u043erg/name", "org/n\u0430me", "$(rm -rf /)", "org/`id`", "org/name;ls", "../*", "/abs/*", "org/ name",
@@ -79,19 +80,21 @@ def test_cli_rejects_bad_names(settings_env: Settings) -> None:
 
 def test_planted_job_cannot_run_code(settings_env: Settings, start_worker, tmp_path: Path,
                                      redis_client: redis.Redis) -> None:
-    marker = tmp_path / "pwned"
+    """Jobs written straight into Redis that name os.system: JSON on the downloads queue, pickle on maintenance."""
+    markers = {"json": tmp_path / "pwned-by-json", "pickle": tmp_path / "pwned-by-pickle"}
     queue = Queue(f"{settings_env.key_prefix}-downloads", connection=redis_client, serializer=JSONSerializer)
-    job = queue.enqueue("os.system", f"touch {marker}")
+    job = queue.enqueue("os.system", f"touch {markers['json']}")
     pickled = Queue(f"{settings_env.key_prefix}-maintenance", connection=redis_client)  # pickle serializer
-    pjob = pickled.enqueue("os.system", f"touch {marker}")
+    pjob = pickled.enqueue("os.system", f"touch {markers['pickle']}")
     start_worker()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and job.get_status(refresh=True) not in ("failed", "finished"):
-        time.sleep(0.2)
-    time.sleep(1)
-    assert not marker.exists()
-    assert job.get_status(refresh=True) == "failed"
-    assert pjob.id  # the pickled payload cannot even be decoded by the JSON-only worker
+    ended = (JobStatus.FAILED, JobStatus.FINISHED)
+    for planted in (job, pjob):
+        wait_until(lambda planted=planted: planted.get_status(refresh=True) in ended, 30, f"the end of {planted.id}")
+
+    assert (job.get_status(), pjob.get_status()) == (JobStatus.FAILED, JobStatus.FAILED)
+    assert not markers["json"].exists() and not markers["pickle"].exists()
+    job.refresh()
+    assert "refusing to run 'os.system': not a Model Depot job function" in (job.exc_info or "")
     raw = redis_client.hget(f"rq:job:{job.id}", "data")
     json.loads(zlib.decompress(raw))  # RQ zlib-compresses the payload; inside it is JSON, not pickle
 
@@ -106,23 +109,19 @@ def test_secrets_never_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub
         hub.valid_tokens.add(token)
         hub.add_repo("org/gated", {"config.json": b"{}"}, gated=True)
         hub.add_repo("org/open", {"config.json": b"{}"})
-        log_file = tmp_path / "worker.log"
-        with open(log_file, "wb") as log:
-            worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, stdout=log,
-                                      stderr=subprocess.STDOUT)
-            try:
-                settings = Settings(redis_url=server.url, data_dir=data_dir)
-                with Controller(settings) as controller:
-                    controller.download_model("org/gated")
-                    controller.download_model("org/missing")
-                    wait_status(controller, "org/gated", {"ready"})
-                    wait_status(controller, "org/missing", {"failed"})
-                    dumped = _dump_redis(server.client()) + json.dumps(controller.fetch_models())
-                    dumped += _web_outputs(controller)
-            finally:
-                worker.terminate()
-                worker.wait(10)
-        everything = dumped + log_file.read_text() + (data_dir / "controller_state.json").read_text()
+        worker = WorkerProcess(env, tmp_path)
+        try:
+            settings = Settings(redis_url=server.url, data_dir=data_dir)
+            with Controller(settings) as controller:
+                controller.download_model("org/gated")
+                controller.download_model("org/missing")
+                wait_status(controller, "org/gated", {"ready"})
+                wait_status(controller, "org/missing", {"failed"})
+                dumped = _dump_redis(server.client()) + json.dumps(controller.fetch_models())
+                dumped += _web_outputs(controller)
+        finally:
+            worker.stop()
+        everything = dumped + worker.log_path.read_text() + (data_dir / "controller_state.json").read_text()
         assert token not in everything
         assert password not in everything
     finally:
@@ -179,15 +178,40 @@ def api_server(settings_env: Settings):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=names, allow=st.one_of(st.none(), st.sampled_from(["../*", "/abs/*", "*.json,../../x", "\x00"])))
+@example(name=" org/clean \n", allow=None)  # a 200, whatever else hypothesis draws
+@example(name="org/pinned@v1.0", allow=None)
 def test_bad_input_through_the_http_api(api_server, data_dir: Path, name: str, allow: str | None) -> None:
     import httpx
 
     server, controller = api_server
-    before, queued = _listing(data_dir.parent), len(controller.jobs.downloads)
+    before, queued = _listing(data_dir.parent), controller.jobs.downloads.job_ids
+    models_before = {m["name"]: m for m in controller.fetch_models()}
     response = httpx.post(server.url + "/gradio_api/run/download_model", json={"data": [name, None, allow, None]},
                           timeout=10)
-    if response.status_code != 200:
+    if response.status_code == 200:
+        _assert_queued_exactly(controller, name.strip(), response.json()["data"][0], models_before, queued)
+    else:
         error = response.json().get("error") or ""
         assert error and "Traceback" not in error and len(error) < 400
-        assert len(controller.jobs.downloads) == queued
+        assert controller.jobs.downloads.job_ids == queued
+        assert {m["name"] for m in controller.fetch_models()} == set(models_before)
     assert _listing(data_dir.parent) == before
+
+
+def _assert_queued_exactly(controller: Controller, clean: str, outcome: dict, models_before: dict[str, dict],
+                           queued: list[str]) -> None:
+    """A 200 means ``clean`` (the name without its surrounding whitespace) is queued under that exact name, and
+    nothing else was added: one new job for it, or none when an earlier example had queued it already."""
+    assert outcome["name"] == clean
+    record = controller.get_model(clean)
+    repo_id, _, revision = clean.partition("@")
+    assert (record["name"], record["repo_id"], record["revision"]) == (clean, repo_id, revision or None)
+    assert record["status"] == "queued" and record["allow_patterns"] is None and record["job_id"] == outcome["job_id"]
+    assert {m["name"] for m in controller.fetch_models()} == set(models_before) | {clean}
+    jobs_now = controller.jobs.downloads.job_ids
+    if outcome["changed"]:
+        assert clean not in models_before
+        assert jobs_now == [*queued, outcome["job_id"]]
+        assert controller.jobs.downloads.fetch_job(outcome["job_id"]).args == [clean]
+    else:
+        assert models_before[clean]["status"] == "queued" and jobs_now == queued

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import scan_cache_dir
+from rq.job import JobStatus
 
 from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.integration.stack import WorkerProcess, wait_for, wait_snapshot, wait_status
+from tests.support.waiting import wait_snapshot, wait_status, wait_until
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +39,11 @@ def test_download_end_to_end_then_remove(hub: HubServer, start_worker, controlle
     assert [(r.repo_id, [rev.commit_hash for rev in r.revisions]) for r in info.repos] == [("org/tiny", [commit])]
     state_file = settings_env.resolved_state_file
     saved = wait_snapshot(state_file, lambda doc: doc["models"].get("org/tiny", {}).get("status") == "ready")
-    wait_for(lambda: json.loads(controller.redis.get(controller.keys.snapshot) or "{}").get("version")
+    wait_until(lambda: json.loads(controller.redis.get(controller.keys.snapshot) or "{}").get("version")
              == saved["version"], 10, "the same snapshot in Redis")
 
     controller.remove_model("org/tiny")
-    wait_for(lambda: "org/tiny" not in controller.models, 20, "removal")
+    wait_until(lambda: "org/tiny" not in controller.models, 20, "removal")
     assert scan_cache_dir(models_dir).repos == frozenset()
     assert "freed" in controller.get_logs()[-1]
     wait_snapshot(state_file, lambda doc: "org/tiny" not in doc["models"])
@@ -68,7 +70,7 @@ def test_progress_seen_by_another_process_and_cancel_running(hub: HubServer, sta
     observer = Controller(settings_env)  # a second replica, as another UI process would hold
     try:
         # the small file lands at once, so the first tick has bytes but no speed yet: wait for a measured one
-        record = wait_for(lambda: (r := observer.models.get("org/slow")) and r["speed_bps"] > 0
+        record = wait_until(lambda: (r := observer.models.get("org/slow")) and r["speed_bps"] > 0
                           and r["status"] == "downloading" and r, 20, "progress with a speed")
         assert 0 < record["bytes_done"] < record["bytes_total"] == 4_000_002
         controller.cancel_download("org/slow")
@@ -76,7 +78,7 @@ def test_progress_seen_by_another_process_and_cancel_running(hub: HubServer, sta
     finally:
         observer.close()
     try:
-        wait_for(lambda: not _files(settings_env.resolved_models_dir), 10, "partial files to go")
+        wait_until(lambda: not _files(settings_env.resolved_models_dir), 10, "partial files to go")
     except AssertionError:
         raise AssertionError(f"left behind: {_files(settings_env.resolved_models_dir)}") from None
 
@@ -94,10 +96,10 @@ def test_killed_work_horse_is_retried_and_completes(hub: HubServer, start_worker
     hub.throttle_bps = 1_000_000
     worker: WorkerProcess = start_worker()
     controller.download_model("org/crash")
-    wait_for(lambda: controller.models["org/crash"]["bytes_done"] > 0, 20, "download to start")
+    wait_until(lambda: controller.models["org/crash"]["bytes_done"] > 0, 20, "download to start")
     killed_at = time.monotonic()
     assert worker.kill_horse()
-    wait_for(lambda: controller.models["org/crash"]["attempt"] == 2, 30, "the dead job to be noticed")
+    wait_until(lambda: controller.models["org/crash"]["attempt"] == 2, 30, "the dead job to be noticed")
     assert time.monotonic() - killed_at < 30
     hub.throttle_bps = None
     record = wait_status(controller, "org/crash", {"ready"}, timeout=30)
@@ -106,18 +108,22 @@ def test_killed_work_horse_is_retried_and_completes(hub: HubServer, start_worker
 
 
 def test_killed_worker_is_recovered_by_another(hub: HubServer, start_worker, controller: Controller) -> None:
+    """The next worker's watchdog sees the heartbeat gone and queues attempt 2 as a new job. RQ itself would fail
+    the dead job only once its execution expires (job_monitoring_interval + 60 s), long after this test."""
     hub.add_repo("org/crash2", {"big.bin": 3_000_000})
     hub.throttle_bps = 1_000_000
     worker: WorkerProcess = start_worker()
     controller.download_model("org/crash2")
-    wait_for(lambda: controller.models["org/crash2"]["bytes_done"] > 0, 20, "download to start")
+    dead_job = wait_until(lambda: controller.models["org/crash2"]["bytes_done"] > 0
+                          and controller.models["org/crash2"]["job_id"], 20, "download to start")
     worker.kill_all()
     hub.throttle_bps = None
     start_worker()
-    # Either our watchdog re-queues it (attempt 2) or the new worker's RQ registry cleanup re-runs the
-    # same job first; both must end ready.
     record = wait_status(controller, "org/crash2", {"ready"}, timeout=45)
-    assert record["attempt"] in (1, 2)
+    assert record["attempt"] == 2 and record["job_id"] != dead_job, record
+    assert controller.jobs.status(dead_job) is not JobStatus.FINISHED  # the dead attempt was not run again
+    assert any("the worker downloading org/crash2 died; retrying (attempt 2 of" in line
+               for line in controller.get_logs())
 
 
 @pytest.mark.parametrize(("setup", "name", "reason"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -18,8 +19,8 @@ import redis
 from app.core.controller import Controller
 from app.core.settings import Settings
 from app.core.snapshot import persist, write_file
-from tests.integration.stack import wait_for
 from tests.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 CTX = mp.get_context("spawn")
 
@@ -30,7 +31,7 @@ def _settings(url: str, data_dir: Path) -> Settings:
 
 def _replica_process(url: str, data_dir: str, index: int, writes: int, total: int, out: Any, go: Any) -> None:
     controller = Controller(_settings(url, Path(data_dir)))
-    go.wait(10)
+    go.wait(60)  # every replica is listening before the first write
     for i in range(writes):
         name = f"org{index}/model{i % 7}"
         if name in controller.models and controller.models[name]["status"] == "queued":
@@ -38,11 +39,9 @@ def _replica_process(url: str, data_dir: str, index: int, writes: int, total: in
         else:
             controller.download_model(name, requested_by=f"p{index}")
         controller.add_log(f"p{index} wrote {i}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # every process's writes are in Redis, and this replica applied them
-        if controller.version >= controller.store.read_version() >= total:
-            break
-        time.sleep(0.05)
+    with contextlib.suppress(AssertionError):  # on a timeout the parent still compares what this replica holds
+        wait_until(lambda: controller.version >= controller.store.read_version() >= total, 60,
+                   "every process's writes in Redis, applied by this replica")
     out.put((index, controller.version, controller.fetch_models(), controller.get_logs()))
     controller.close()
 
@@ -53,25 +52,22 @@ def _redis_view(url: str, data_dir: Path) -> tuple[int, list[dict[str, Any]], li
 
 
 def _wait_converged(controllers: list[Controller], url: str, data_dir: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def converged() -> bool:
         version, models, _ = _redis_view(url, data_dir)
-        if all(c.version == version and c.fetch_models() == models for c in controllers):
-            return
-        time.sleep(0.1)
-    raise AssertionError("replicas did not converge")
+        return all(c.version == version and c.fetch_models() == models for c in controllers)
+
+    wait_until(converged, timeout, "the replicas to converge", interval=0.1)
 
 
 def test_replicas_in_separate_processes_converge(redis_url: str, data_dir: Path) -> None:
-    out, go = CTX.Queue(), CTX.Event()
     writes, count = 40, 3
+    out, go = CTX.Queue(), CTX.Barrier(count + 1)
     procs = [CTX.Process(target=_replica_process, args=(redis_url, str(data_dir), i, writes, writes * 2 * count,
                                                         out, go))
              for i in range(count)]
     for p in procs:
         p.start()
-    time.sleep(2)
-    go.set()
+    go.wait(60)
     results = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(10)
@@ -164,7 +160,7 @@ def test_sigkill_while_writing_never_leaves_a_truncated_file(tmp_path: Path) -> 
         first = round_ * 1_000_000
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(first)], env={**os.environ})
         # kill only once this writer is in its loop (its start-up takes long on a loaded machine), at varied moments
-        wait_for(lambda first=first: _file_version(path) >= first, 60, f"writer {round_} to write once")
+        wait_until(lambda first=first: _file_version(path) >= first, 60, f"writer {round_} to write once")
         time.sleep((round_ % 5) * 0.07)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

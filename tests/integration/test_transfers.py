@@ -14,7 +14,8 @@ import pytest
 from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.integration.stack import WorkerProcess, wait_for, wait_snapshot, wait_status
+from tests.support.waiting import wait_snapshot, wait_status, wait_until
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def test_a_worker_host_dying_mid_file_is_resumed_by_another_worker(
     hub.throttle_bps = 6 * MB
     first: WorkerProcess = start_worker()
     controller.download_model("org/crash")
-    wait_for(lambda: controller.models["org/crash"]["bytes_done"] > 10 * MB, 30, "half the file")
+    wait_until(lambda: controller.models["org/crash"]["bytes_done"] > 10 * MB, 30, "half the file")
 
     first.kill_all()  # the worker and its work-horse: the host is gone
     hub.throttle_bps = None
@@ -60,7 +61,7 @@ def test_pause_keeps_the_bytes_and_resume_fetches_only_the_rest(
     hub.throttle_bps = 4 * MB
     start_worker()
     controller.download_model("org/pause")
-    wait_for(lambda: controller.models["org/pause"]["bytes_done"] > 2 * MB, 30, "bytes to flow")
+    wait_until(lambda: controller.models["org/pause"]["bytes_done"] > 2 * MB, 30, "bytes to flow")
 
     controller.pause_download("org/pause", requested_by="alice")
     record = wait_status(controller, "org/pause", {"paused"}, timeout=20)
@@ -87,7 +88,7 @@ def test_an_outage_is_waited_out_live_with_one_log_line(
     start_worker()
     controller.download_model("org/blip")
 
-    retrying = wait_for(lambda: (r := controller.models["org/blip"].get("retry")) and r, 30, "a live retry")
+    retrying = wait_until(lambda: (r := controller.models["org/blip"].get("retry")) and r, 30, "a live retry")
     assert controller.models["org/blip"]["status"] == "downloading"
     assert retrying["cause"] in ("connection reset", "HTTP 503") and retrying["in_s"] >= 0
     assert retrying["next_at"] >= retrying["since"] > 0
@@ -141,7 +142,7 @@ def test_content_changed_between_attempts_is_fetched_clean(
 
     assert record["commit"] == new_commit
     assert served(hub, "org/moved", "w.bin") == MB + 4 * MB  # the old bytes were not reused
-    wait_for(lambda: not partials(settings_env, "models--org--moved"), 10, "the stale partial to go")
+    wait_until(lambda: not partials(settings_env, "models--org--moved"), 10, "the stale partial to go")
 
 
 def test_paused_and_failed_partials_survive_the_start_up_sweep(
@@ -153,7 +154,7 @@ def test_paused_and_failed_partials_survive_the_start_up_sweep(
     hub.throttle_bps = 2 * MB
     start_worker()
     controller.download_model("org/keep")
-    wait_for(lambda: controller.models["org/keep"]["bytes_done"] > MB, 30, "bytes to flow")
+    wait_until(lambda: controller.models["org/keep"]["bytes_done"] > MB, 30, "bytes to flow")
     controller.pause_download("org/keep")
     wait_status(controller, "org/keep", {"paused"}, timeout=20)
     orphan = settings_env.resolved_models_dir / "models--org--gone" / "blobs" / ("a" * 64 + ".incomplete")
@@ -161,6 +162,6 @@ def test_paused_and_failed_partials_survive_the_start_up_sweep(
     orphan.write_bytes(b"x" * 1000)
 
     start_worker()  # a second worker starts: it reconciles and sweeps
-    wait_for(lambda: not orphan.exists(), 20, "the orphan partial to be swept")
+    wait_until(lambda: not orphan.exists(), 20, "the orphan partial to be swept")
 
     assert partials(settings_env, "models--org--keep")

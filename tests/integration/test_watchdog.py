@@ -9,8 +9,8 @@ from app.core.jobqueue import JobQueue
 from app.core.records import ModelRecord, Status
 from app.core.settings import Settings
 from workers.watchdog import Watchdog
-from tests.integration.stack import wait_for
 from tests.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 
 def _dead_download(controller: Controller, name: str, attempt: int = 1) -> None:
@@ -24,7 +24,7 @@ def _dead_download(controller: Controller, name: str, attempt: int = 1) -> None:
 
 def test_dead_download_is_requeued_then_failed(settings_env: Settings) -> None:
     controller = Controller(settings_env, listen=False)
-    dog = Watchdog(controller.store, JobQueue(controller.redis, controller.keys), settings_env)
+    dog = Watchdog(controller.store, JobQueue(controller.redis, settings_env), settings_env)
     _dead_download(controller, "org/a")
     assert dog.run_once() == 1
     record = controller.store.get("org/a")
@@ -38,14 +38,14 @@ def test_dead_download_is_requeued_then_failed(settings_env: Settings) -> None:
 
 def test_watchdog_thread_survives_a_redis_restart(redis_server: RedisServer, settings_env: Settings) -> None:
     controller = Controller(settings_env, listen=False)
-    dog = Watchdog(controller.store, JobQueue(controller.redis, controller.keys), settings_env, interval=0.1)
+    dog = Watchdog(controller.store, JobQueue(controller.redis, settings_env), settings_env, interval=0.1)
     dog.start()
     try:
         time.sleep(0.3)
         redis_server.restart()
         time.sleep(0.5)
         _dead_download(controller, "org/c")
-        wait_for(lambda: controller.store.get("org/c").status is Status.QUEUED, 10, "the watchdog to act")
+        wait_until(lambda: controller.store.get("org/c").status is Status.QUEUED, 10, "the watchdog to act")
         assert dog.is_alive()
     finally:
         dog.stop()

@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +17,11 @@ import httpx
 import uvicorn
 
 from tests.redis_server import free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
 _WORKERS_BLOCK = re.compile(r"( *)# BEGIN ui-workers\n.*?# END ui-workers\n", re.S)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _answers(url: str) -> bool:

@@ -14,10 +14,12 @@ import redis
 from gradio_client.exceptions import AppError
 
 from app.core.controller import Controller
+from app.core.keys import Keys
 from app.core.settings import Settings
 from app.web.auth.sessions import COOKIE_NAME
+from tests.support.waiting import wait_until
 from tests.ui.conftest import PASSWORDS
-from tests.ui.servers import ThreadServer, wait_until
+from tests.ui.servers import ThreadServer
 
 API_NAMES = {"/fetch_models", "/get_model", "/get_logs", "/download_model", "/remove_model",
              "/cancel_download", "/pause_download", "/resume_download", "/retry_download"}
@@ -115,13 +117,15 @@ def test_roles_with_the_users_file(ui_settings: Settings, users_file: Path, serv
     server, _ = serve_ui(settings)
     assert httpx.get(server.url + "/", follow_redirects=False, timeout=10).headers["location"] == "/login?next=/"
     assert httpx.post(server.url + "/gradio_api/run/fetch_models", json={"data": []}, timeout=10).status_code == 401
-    assert httpx.get(server.url + "/api/state-version", timeout=10).json()["version"] >= 0  # public: a number only
     wrong = httpx.post(server.url + "/login", data={"username": "alice", "password": "x"}, timeout=10)
     assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
 
     admin = gradio_client(server.url, headers={"Cookie": f"{COOKIE_NAME}={login(server.url, 'alice')}"})
     viewer = gradio_client(server.url, headers={"Cookie": f"{COOKIE_NAME}={login(server.url, 'bob')}"})
     assert admin.predict("org/gamma", api_name="/download_model")["changed"] is True
+    with redis.Redis.from_url(settings.redis_url or "") as state:  # public (no cookie): the version of that write
+        version = int(state.get(Keys(settings.key_prefix).version) or 0)
+        assert httpx.get(server.url + "/api/state-version", timeout=10).json()["version"] == version > 0
     assert viewer.predict(api_name="/fetch_models")[0]["requested_by"] == "alice"
     assert viewer.predict(api_name="/get_logs")[-1].endswith("alice: queued download of org/gamma")
     for api_name, action in [("/download_model", "download models"), ("/remove_model", "remove models"),

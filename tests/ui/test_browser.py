@@ -18,10 +18,11 @@ import pytest
 from app.core.settings import Settings
 from app.core.units import human_bytes
 from tests.hubserver import HubServer
-from tests.integration.stack import WorkerProcess
 from tests.redis_server import RedisServer
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess
 from tests.ui.conftest import PASSWORDS
-from tests.ui.servers import Balancer, UiWorkerProcess, wait_until
+from tests.ui.servers import Balancer, UiWorkerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

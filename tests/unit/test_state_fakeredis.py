@@ -7,12 +7,14 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from app.core.controller import Controller
 from app.core.errors import ConflictError, InvalidInputError, NotFoundError
-from app.core.records import Status, check_transition
-from app.core.settings import Settings
-from app.core.store import DURATIONS_KEPT, LogEntry, State, Tally, Unchanged
+from app.core.records import Status, Unchanged, check_transition
+from app.core.settings import Settings, get_settings
+from app.core.store import DURATIONS_KEPT, LogEntry, State, Tally
 from app.core.sync import Applied, Replica
 
 
@@ -30,6 +32,15 @@ def test_download_creates_one_queued_record_and_a_job(controller: Controller) ->
     assert record["requested_by"] == "alice"
     assert controller.jobs.exists(outcome.job_id)
     assert "alice: queued download of org/model" in controller.get_logs()[-1]
+
+
+def test_jobs_follow_the_controllers_settings_not_the_environment(tmp_path: Path) -> None:
+    settings = Settings(redis_url="redis://fake", data_dir=tmp_path, key_prefix="other", job_timeout=123)
+    assert get_settings().job_timeout != 123 and get_settings().key_prefix != "other"
+    controller = Controller(settings, fakeredis.FakeRedis(), listen=False)
+    outcome = controller.download_model("org/model")
+    job = Job.fetch(outcome.job_id, connection=controller.redis, serializer=JSONSerializer)
+    assert job.timeout == 123 and job.origin == "other-downloads"
 
 
 def test_second_download_returns_the_existing_job(controller: Controller) -> None:

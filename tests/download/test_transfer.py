@@ -22,7 +22,8 @@ from huggingface_hub import HfApi, constants, scan_cache_dir
 
 from app.core.errors import DiskFullError, DownloadError, HubNetworkError, IntegrityError, JobCancelledError
 from app.core.keys import Keys
-from tests.hubserver import HubServer, point_huggingface_hub_at
+from tests.hubserver import HubServer
+from tests.support.hub import serving
 from workers.download import cache
 from workers.download import hub
 from workers.download.plan import DownloadPlan
@@ -34,28 +35,14 @@ MB = 1 << 20
 FAST = TransferOptions(stall_s=1.0, retry_window_s=20.0, backoff=Backoff(base_s=0.05, cap_s=0.2))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[HubServer]:
-    with HubServer() as running:
-        yield running
-
-
 @pytest.fixture
-def hf(server: HubServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    point_huggingface_hub_at(monkeypatch, server.url)
+def hf(module_hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """The module's Hub; unlike conftest.py's ``hf``, huggingface_hub keeps its own waits (the engine retries)."""
     # the engine sets these for its process; restore them for the tests that follow
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", constants.DOWNLOAD_CHUNK_SIZE)
     monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", constants.HF_HUB_DOWNLOAD_TIMEOUT)
-    server.stall_seconds = 5
-    yield server
-    server.clear_faults()
-    server.throttle_bps = None
-    server.ignore_range = False
-
-
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    return tmp_path / "models"
+    with serving(module_hub, monkeypatch, stall_seconds=5) as server:
+        yield server
 
 
 def new_repo(server: HubServer, files: dict[str, bytes | int]) -> tuple[str, str]:
