@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from app.core.records import disk_bytes, retry_text
+from app.core.records import Status, disk_bytes, retry_text
 from app.core.units import human_bytes, human_duration
 
 if TYPE_CHECKING:
@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 ERROR_WIDTH = 24
-STATUS_STYLE = {
-    "ready": "green",
-    "failed": "red",
-    "cancelled": "yellow",
-    "downloading": "cyan",
-    "queued": "blue",
-    "removing": "magenta",
-    "paused": "dark_orange",
+STATUS_STYLE: dict[str, str] = {
+    Status.READY: "green",
+    Status.FAILED: "red",
+    Status.CANCELLED: "yellow",
+    Status.DOWNLOADING: "cyan",
+    Status.QUEUED: "blue",
+    Status.REMOVING: "magenta",
+    Status.PAUSED: "dark_orange",
 }
 
 
@@ -54,7 +54,7 @@ def models_table(records: list[Record]) -> Table:
             _status_cell(record),
             human_bytes(disk_bytes(record)) if disk_bytes(record) else "",
             human_time(record.get("finished_at") or record.get("requested_at")),
-            style="dim" if status == "removing" else None,
+            style="dim" if status == Status.REMOVING else None,
         )
     return table
 
@@ -67,11 +67,11 @@ def _revision_cell(record: Record) -> str:
 def _status_cell(record: Record) -> str:
     status = str(record.get("status"))
     text = f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
-    if status in ("downloading", "paused") and record.get("bytes_total"):
+    if status in (Status.DOWNLOADING, Status.PAUSED) and record.get("bytes_total"):
         text += f" {100 * record.get('bytes_done', 0) / record['bytes_total']:.0f}%"
     if retry := retry_text(record):
         text += f", {escape(retry)}"
-    if status == "failed" and record.get("error"):
+    if status == Status.FAILED and record.get("error"):
         text += f": {escape(shorten(str(record['error']), ERROR_WIDTH))}"
     return text
 
@@ -79,7 +79,7 @@ def _status_cell(record: Record) -> str:
 def progress_line(record: Record) -> str:
     """One plain line about a download, for logs and pipes."""
     name, status = record["name"], record.get("status")
-    if status != "downloading" or not record.get("bytes_total"):
+    if status != Status.DOWNLOADING or not record.get("bytes_total"):
         return ", ".join(part for part in (f"{name}: {status}", retry_text(record)) if part)
     done, total = int(record.get("bytes_done", 0)), int(record["bytes_total"])
     pace = retry_text(record) or (

@@ -191,6 +191,21 @@ class Store:
         with redis_errors():
             return int(self.redis.get(self.keys.version) or 0)
 
+    def subscribe_events(self) -> redis.client.PubSub:
+        """A pub/sub connection subscribed to the events channel (the replica's listener reads it)."""
+        pubsub: redis.client.PubSub = self.redis.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.keys.events_channel)
+        return pubsub
+
+    @property
+    def events_channel(self) -> str:
+        return self.keys.events_channel
+
+    def ping(self) -> None:
+        """Raises: StateUnavailableError (Redis does not answer)."""
+        with redis_errors():
+            self.redis.ping()
+
     def read_tallies(self) -> tuple[dict[str, int], list[float]]:
         """The cluster-wide counters written with the records (:class:`Tally`) and the recent job durations."""
         with redis_errors():

@@ -145,9 +145,8 @@ class Listener(threading.Thread):
                 backoff = min(backoff * 2, self.max_backoff)
 
     def _listen(self) -> None:
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+        pubsub = self.store.subscribe_events()
         try:
-            pubsub.subscribe(self.store.keys.events_channel)
             while not self._stop_event.is_set():
                 message = pubsub.get_message(timeout=self.poll_interval)
                 if message is not None:
@@ -168,7 +167,7 @@ class Listener(threading.Thread):
             event = json.loads(message["data"])
             result = self.replica.apply(event)
         except (ValueError, KeyError, TypeError):
-            log.warning("ignoring malformed event on %s", self.store.keys.events_channel)
+            log.warning("ignoring malformed event on %s", self.store.events_channel)
             return
         if result is Applied.GAP:
             self.resync()

@@ -58,7 +58,7 @@ def ops_router(controller: Controller, registry: CollectorRegistry) -> APIRouter
 def not_ready_reason(controller: Controller) -> str | None:
     """Why this UI worker should get no traffic now, or None when it is ready."""
     try:
-        controller.redis.ping()
+        controller.store.ping()
     except (redis.RedisError, ModelDepotError, OSError) as e:
         return f"Redis is unreachable ({type(e).__name__}); check redis-server and MODELDEPOT_REDIS_URL"
     if not controller.in_sync:

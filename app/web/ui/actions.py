@@ -13,7 +13,7 @@ import gradio as gr
 
 from app.core.controller import Controller, Outcome
 from app.core.errors import InvalidInputError
-from app.core.records import disk_bytes
+from app.core.records import Status, disk_bytes
 from app.core.units import human_bytes
 from app.web.ui.access import Access, inline_errors, notice
 from app.web.ui.format import split_patterns
@@ -35,9 +35,9 @@ def removal_question(record: dict[str, Any]) -> str:
     """The confirmation text, stating how many bytes the removal frees."""
     name = html.escape(str(record.get("name")))
     size = disk_bytes(record)
-    if record.get("status") in ("queued", "downloading"):
+    if record.get("status") in (Status.QUEUED, Status.DOWNLOADING):
         freed = f"cancels its download and deletes the {human_bytes(size)} downloaded so far"
-    elif record.get("status") == "paused":
+    elif record.get("status") == Status.PAUSED:
         freed = f"deletes the {human_bytes(size)} its paused download kept"
     elif size:
         freed = f"deletes its files and frees {human_bytes(size)} on the models volume"

@@ -7,20 +7,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.records import disk_bytes, retry_text
+from app.core.records import Status, disk_bytes, retry_text
 from app.core.units import human_bytes, human_duration
 from app.web.ui.format import human_speed, percent, short_commit, timestamp
 
 PAGE_SIZE = 50
 ALL = "all"
 ACTIVE = "active"
-STATUS_FILTERS = (ALL, ACTIVE, "queued", "downloading", "paused", "ready", "failed", "cancelled", "removing")
+STATUS_FILTERS = (ALL, ACTIVE, Status.QUEUED, Status.DOWNLOADING, Status.PAUSED, Status.READY, Status.FAILED,
+                  Status.CANCELLED, Status.REMOVING)
 SORTS = ("name", "status", "size", "newest")
 EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
-_ACTIVE = frozenset({"queued", "downloading", "removing"})
-_STATUS_ORDER = {s: i for i, s in enumerate(("downloading", "queued", "removing", "paused", "failed",
-                                             "cancelled", "ready"))}
+_ACTIVE = frozenset({Status.QUEUED, Status.DOWNLOADING, Status.REMOVING})
+_STATUS_ORDER = {s: i for i, s in enumerate((Status.DOWNLOADING, Status.QUEUED, Status.REMOVING, Status.PAUSED,
+                                             Status.FAILED, Status.CANCELLED, Status.READY))}
 
 BAR_CSS = """
 .md-bar { height: .6em; min-width: 8em; background: var(--background-fill-secondary);
@@ -107,14 +108,14 @@ def _e(value: object) -> str:
 def progress_html(record: dict[str, Any]) -> str:
     """A progress bar with percent, bytes, speed and ETA for a download; a short note otherwise."""
     status = record.get("status")
-    if status == "queued":
+    if status == Status.QUEUED:
         attempt = int(record.get("attempt") or 0)
         retry = f" (attempt {attempt})" if attempt > 1 else ""
         return f'<span class="md-muted">waiting for a worker{retry}</span>'
-    if status == "paused":
+    if status == Status.PAUSED:
         done, total = int(record.get("bytes_done") or 0), int(record.get("bytes_total") or 0)
         return f'<span class="md-muted">paused at {percent(done, total):.0f}% · {_sizes(done, total)}</span>'
-    if status != "downloading":
+    if status != Status.DOWNLOADING:
         return ""
     return _download_html(record)
 
@@ -141,7 +142,7 @@ def _download_html(record: dict[str, Any]) -> str:
 def status_html(record: dict[str, Any]) -> str:
     status = str(record.get("status", "?"))
     cell = f'<span class="md-status md-status-{_e(status)}">{_e(status)}</span>'
-    if record.get("error") and status in ("failed", "cancelled"):
+    if record.get("error") and status in (Status.FAILED, Status.CANCELLED):
         cell += f'<div class="md-error">{_e(record["error"])}</div>'
     return cell
 
