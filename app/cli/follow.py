@@ -14,14 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from app.core.records import FINISHED, Status
+from app.core.records import FINISHED, RecordView, Status
 
 if TYPE_CHECKING:
     from app.core.controller import Controller
 
-Record = dict[str, Any]
 
 END_STATES = FINISHED | {Status.PAUSED}
 """Where following a download stops: nothing moves a record on from these without a person (or a new pull)."""
@@ -71,7 +70,7 @@ def catching_interrupts() -> Iterator[Interruption]:
 class WaitTimeout(Exception):
     """The model did not finish within the time given; ``record`` is where it was."""
 
-    def __init__(self, record: Record | None) -> None:
+    def __init__(self, record: RecordView | None) -> None:
         super().__init__("timed out")
         self.record = record
 
@@ -79,11 +78,11 @@ class WaitTimeout(Exception):
 def follow_model(
     controller: Controller,
     name: str,
-    on_change: Callable[[Record | None], None],
+    on_change: Callable[[RecordView | None], None],
     *,
     timeout: float | None = None,
     poll: float = STOP_CHECK,
-) -> Record | None:
+) -> RecordView | None:
     """Call ``on_change`` whenever the record changes; return it once in :data:`END_STATES` (None once removed).
 
     Raises:
@@ -91,11 +90,11 @@ def follow_model(
         KeyboardInterrupt: Ctrl-C came first; raised here, between two waits, never from inside one.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    last: Record | None = {}
+    last: object = _NOTHING_SHOWN  # unlike any record, and unlike None (the record is gone)
     with catching_interrupts() as interruption:
         while not interruption.is_set():
             record = controller.models.get(name)
-            if record != last:
+            if record is not last and record != last:
                 on_change(record)
                 last = record
             if record is None or record.get("status") in END_STATES:
@@ -104,6 +103,9 @@ def follow_model(
                 raise WaitTimeout(record)
             controller.replica.wait_for(controller.version + 1, timeout=poll)
     raise KeyboardInterrupt
+
+
+_NOTHING_SHOWN = object()
 
 
 def follow_logs(

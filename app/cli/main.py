@@ -25,7 +25,7 @@ from typer.exceptions import TyperException
 
 from app.cli.auth_command import auth_cli
 from app.core.errors import ModelDepotError, StateFileError
-from app.core.records import Status
+from app.core.records import RecordView, Status
 
 EXIT_ERROR = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -250,7 +250,7 @@ def wait_for_download(controller: Controller, name: str, timeout: float | None) 
         with DownloadView(Console(highlight=False)) as view:
             record = follow_model(controller, name, view.update, timeout=timeout)
     except WaitTimeout as e:
-        status = (e.record or {}).get("status", "gone")
+        status = e.record["status"] if e.record else "gone"
         fail(
             f"{name} is still {status} after {timeout:g}s; it goes on in the background "
             f"(watch it with `modeldepot ls`)."
@@ -272,7 +272,7 @@ def warn_without_workers(controller: Controller) -> None:
         )
 
 
-def report_finished(name: str, record: dict[str, Any] | None) -> None:
+def report_finished(name: str, record: RecordView | None) -> None:
     from app.core.units import human_bytes
 
     if record is None:
@@ -333,7 +333,7 @@ def rm(
         say(controller.remove_model(model, requested_by=current_user()).message)
 
 
-def confirm_removal(record: dict[str, Any]) -> None:
+def confirm_removal(record: RecordView) -> None:
     from app.core.records import disk_bytes
     from app.core.units import human_bytes
 

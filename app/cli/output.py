@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from app.core.records import Status, disk_bytes, retry_text
+from app.core.records import RecordView, Status, disk_bytes, retry_text
 from app.core.units import human_bytes, human_duration
 
 if TYPE_CHECKING:
     from app.core.status import HealthReport
 
-Record = dict[str, Any]
 ERROR_WIDTH = 24
 STATUS_STYLE: dict[str, str] = {
     Status.READY: "green",
@@ -38,7 +37,7 @@ def human_time(ts: float | None) -> str:
     return "" if not ts else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-def models_table(records: list[Record]) -> Table:
+def models_table(records: list[RecordView]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     longest = max((len(record["name"]) for record in records), default=4)
     table.add_column("NAME", no_wrap=True, min_width=min(longest, 50))
@@ -59,12 +58,12 @@ def models_table(records: list[Record]) -> Table:
     return table
 
 
-def _revision_cell(record: Record) -> str:
+def _revision_cell(record: RecordView) -> str:
     revision, commit = record.get("revision") or "main", record.get("commit") or ""
     return escape(revision if not commit or revision == commit else f"{revision} ({commit[:7]})")
 
 
-def _status_cell(record: Record) -> str:
+def _status_cell(record: RecordView) -> str:
     status = str(record.get("status"))
     text = f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
     if status in (Status.DOWNLOADING, Status.PAUSED) and record.get("bytes_total"):
@@ -76,7 +75,7 @@ def _status_cell(record: Record) -> str:
     return text
 
 
-def progress_line(record: Record) -> str:
+def progress_line(record: RecordView) -> str:
     """One plain line about a download, for logs and pipes."""
     name, status = record["name"], record.get("status")
     if status != Status.DOWNLOADING or not record.get("bytes_total"):
@@ -120,7 +119,7 @@ class DownloadView:
         if self._progress is not None:
             self._progress.stop()
 
-    def update(self, record: Record | None) -> None:
+    def update(self, record: RecordView | None) -> None:
         if record is None:
             return
         if self._progress is None:
@@ -128,7 +127,7 @@ class DownloadView:
         else:
             self._update_bar(self._progress, record)
 
-    def _update_bar(self, progress: Progress, record: Record) -> None:
+    def _update_bar(self, progress: Progress, record: RecordView) -> None:
         retry = retry_text(record)
         description = escape(f"{record['name']} {record.get('status')}" + (f", {retry}" if retry else ""))
         done, total = int(record.get("bytes_done") or 0), int(record.get("bytes_total") or 0) or None
@@ -139,7 +138,7 @@ class DownloadView:
         else:
             progress.update(self._task, description=description, completed=done, total=total, speed=speed, eta=eta)
 
-    def _print_line(self, record: Record) -> None:
+    def _print_line(self, record: RecordView) -> None:
         line, status, now = progress_line(record), record.get("status"), time.monotonic()
         same_status = status == self._last_status
         if line == self._last_line or (same_status and now - self._last_at < self.line_interval):

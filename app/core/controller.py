@@ -23,7 +23,7 @@ from app.core.connection import connect
 from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.keys import Keys
-from app.core.records import UNDER_WAY, ModelRecord, Status, Unchanged, owned
+from app.core.records import UNDER_WAY, ModelRecord, RecordView, Status, Unchanged, owned
 from app.core.seeding import seed_from_snapshot
 from app.core.settings import Settings, get_settings
 from app.core.store import SYSTEM_USER, Change, LogEntry, Mutation, Store
@@ -117,7 +117,7 @@ class Controller:
 
     # ---- reads (memory only) ---------------------------------------------------------------------
     @property
-    def models(self) -> dict[str, dict[str, Any]]:
+    def models(self) -> dict[str, RecordView]:
         return self.replica.models
 
     @property
@@ -144,20 +144,20 @@ class Controller:
         listener = self._listener
         return max(0, listener.redis_version - self.version) if listener else 0
 
-    def fetch_models(self) -> list[dict[str, Any]]:
+    def fetch_models(self) -> list[RecordView]:
         """Every model record as a plain dict, sorted by name.
 
         The dicts are shared with the replica (that is what makes this call cheap): read them, don't change them.
         """
         return self.replica.sorted_models()
 
-    def get_model(self, model_name: str) -> dict[str, Any]:
+    def get_model(self, model_name: str) -> RecordView:
         """Raises: NotFoundError."""
         name = _record_name(model_name)
         record = self.replica.models.get(name)
         if record is None:
             raise NotFoundError(f"{name} is not in the list; check the name with `modeldepot ls`.")
-        return dict(record)
+        return record.copy()
 
     def get_logs(self) -> list[str]:
         """The shared event log, oldest first."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +67,38 @@ class RetryState(BaseModel):
     """What failed, in a few words (``HTTP 503``, ``connection reset``, ``no data for 30 s``)."""
     since: float
     """Unix time the outage began (the last time a byte arrived)."""
+
+
+class RecordView(TypedDict):
+    """A record as the page, the command line and the API read it (``ModelRecord.model_dump(mode="json")``).
+
+    The replica hands out the dicts it holds, so callers read them and never change them.
+    """
+
+    name: str
+    repo_id: str
+    revision: str | None
+    commit: str | None
+    status: str
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    speed_bps: float
+    eta_s: float | None
+    size_bytes: int
+    error: str | None
+    requested_by: str | None
+    requested_at: float | None
+    finished_at: float | None
+    allow_patterns: list[str] | None
+    ignore_patterns: list[str] | None
+    job_id: str | None
+    attempt: int
+    cancel_requested: bool
+    pause_requested: bool
+    retry: dict[str, Any] | None
+    updated_at: float
 
 
 class ModelRecord(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,7 +113,7 @@ def redis_report(connection: redis.Redis) -> HealthReport:
 def fill_report(
     report: HealthReport,
     jobs: JobQueue,
-    models: dict[str, dict[str, Any]],
+    models: Mapping[str, Mapping[str, Any]],
     *,
     state_version: int,
     models_dir: Path,
@@ -135,7 +135,7 @@ def fill_report(
     return report
 
 
-def models_by_status(models: dict[str, dict[str, Any]]) -> dict[str, int]:
+def models_by_status(models: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     """Count of models in every status (zeros included, in the order of :class:`Status`)."""
     counts = Counter(str(record.get("status")) for record in models.values())
     return {status.value: counts.get(status.value, 0) for status in Status}

@@ -14,11 +14,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from app.core.errors import StateUnavailableError
+from app.core.records import RecordView
 from app.core.store import LogEntry, State, Store
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,10 @@ class Replica:
     def __init__(self, log_size: int) -> None:
         self.version = 0
         self.structural_version = 0  # last version that was more than a progress tick
-        self.models: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, RecordView] = {}
         self.logs: deque[str] = deque(maxlen=log_size)
         self.synced_at = 0.0
-        self._sorted: tuple[int, list[dict[str, Any]]] = (-1, [])
+        self._sorted: tuple[int, list[RecordView]] = (-1, [])
         self._cond = threading.Condition()
         self._listeners: list[Callable[[], None]] = []
 
@@ -50,7 +51,7 @@ class Replica:
                 return
             self.version = state.version
             self.structural_version = state.version
-            self.models = dict(state.models)
+            self.models = cast(dict[str, RecordView], dict(state.models))  # Redis holds model_dump()s
             self.logs.clear()
             self.logs.extend(entry.format() for entry in state.logs)
             self.synced_at = time.time()
@@ -79,11 +80,11 @@ class Replica:
             if record is None:
                 self.models.pop(name, None)
             else:
-                self.models[name] = record
+                self.models[name] = cast(RecordView, record)
         if event.get("log"):
             self.logs.append(LogEntry.from_obj(event["log"]).format())
 
-    def sorted_models(self) -> list[dict[str, Any]]:
+    def sorted_models(self) -> list[RecordView]:
         """Every record sorted by name, computed once per version (records are replaced, never mutated)."""
         with self._cond:
             version, records = self._sorted

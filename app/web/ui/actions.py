@@ -13,7 +13,7 @@ import gradio as gr
 
 from app.core.controller import Controller, Outcome
 from app.core.errors import InvalidInputError
-from app.core.records import Status, disk_bytes
+from app.core.records import RecordView, Status, disk_bytes
 from app.core.units import human_bytes
 from app.web.ui.access import Access, inline_errors, notice
 from app.web.ui.format import split_patterns
@@ -31,7 +31,7 @@ def _said(outcome: Outcome) -> str:
     return notice(outcome.message)
 
 
-def removal_question(record: dict[str, Any]) -> str:
+def removal_question(record: RecordView) -> str:
     """The confirmation text, stating how many bytes the removal frees."""
     name = html.escape(str(record.get("name")))
     size = disk_bytes(record)

@@ -16,6 +16,7 @@ import gradio as gr
 from gradio.events import api as gr_api
 
 from app.core.controller import Controller, Outcome
+from app.core.records import RecordView
 from app.web.ui.access import Access, ui_errors
 from app.web.ui.format import split_patterns
 
@@ -34,14 +35,14 @@ def register_api(controller: Controller, access: Access) -> None:
     """Add the API endpoints to the Blocks being built (call inside ``with gr.Blocks()``)."""
 
     @ui_errors
-    def fetch_models(request: gr.Request) -> list[dict[str, Any]]:
+    def fetch_models(request: gr.Request) -> list[RecordView]:
         """Every model record (name, repo_id, revision, commit, status, bytes_done, bytes_total, speed_bps,
         eta_s, size_bytes, error, requested_by, requested_at, ...), sorted by name."""
         access.user(request)
         return controller.fetch_models()
 
     @ui_errors
-    def get_model(model_name: str, request: gr.Request) -> dict[str, Any]:
+    def get_model(model_name: str, request: gr.Request) -> RecordView:
         """One model record by name (org/name or org/name@revision)."""
         access.user(request)
         return controller.get_model(model_name)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from app.core.records import disk_bytes
+from app.core.records import RecordView, disk_bytes
 from app.core.units import human_bytes
 from app.web.ui.format import percent
 from app.web.ui.models_table import BAR_CSS
@@ -37,7 +36,7 @@ def read_usage(controller: object) -> Mapping[str, int] | None:
         return None
 
 
-def render_disk(usage: Mapping[str, int] | None, records: Sequence[dict[str, Any]]) -> str:
+def render_disk(usage: Mapping[str, int] | None, records: Sequence[RecordView]) -> str:
     """HTML for the disk panel."""
     listed = sum(disk_bytes(r) for r in records)
     listed_line = f"<p>Models in the list take {human_bytes(listed)}.</p>"

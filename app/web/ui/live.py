@@ -25,9 +25,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from app.core.controller import Controller
+from app.core.records import RecordView
 from app.web.ui.disk import read_usage, render_disk
 from app.web.ui.logs import log_tag, render_logs
 from app.web.ui.models_table import TableQuery, render_table
@@ -67,7 +68,7 @@ class Frame:
     """Everything derived from one version of the state, shared by every page."""
 
     version: int
-    records: list[dict[str, Any]]
+    records: list[RecordView]
     logs: list[str]
     logs_tag: str
     disk_html: str

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.records import Status, disk_bytes, retry_text
+from app.core.records import RecordView, Status, disk_bytes, retry_text
 from app.core.units import human_bytes, human_duration
 from app.web.ui.format import human_speed, percent, short_commit, timestamp
 
@@ -20,8 +20,9 @@ SORTS = ("name", "status", "size", "newest")
 EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 _ACTIVE = frozenset({Status.QUEUED, Status.DOWNLOADING, Status.REMOVING})
-_STATUS_ORDER = {s: i for i, s in enumerate((Status.DOWNLOADING, Status.QUEUED, Status.REMOVING, Status.PAUSED,
-                                             Status.FAILED, Status.CANCELLED, Status.READY))}
+_SORT_ORDER = (Status.DOWNLOADING, Status.QUEUED, Status.REMOVING, Status.PAUSED, Status.FAILED, Status.CANCELLED,
+               Status.READY)
+_STATUS_ORDER: dict[str, int] = {s: i for i, s in enumerate(_SORT_ORDER)}
 
 BAR_CSS = """
 .md-bar { height: .6em; min-width: 8em; background: var(--background-fill-secondary);
@@ -71,7 +72,7 @@ class TableQuery:
                    sort=sort if sort in SORTS else "name", page=max(1, int(page or 1)))
 
 
-def _matches(record: dict[str, Any], query: TableQuery) -> bool:
+def _matches(record: RecordView, query: TableQuery) -> bool:
     if query.text and query.text.lower() not in str(record.get("name", "")).lower():
         return False
     status = record.get("status")
@@ -80,7 +81,7 @@ def _matches(record: dict[str, Any], query: TableQuery) -> bool:
     return query.status == ALL or status == query.status
 
 
-def _sort_key(sort: str) -> Callable[[dict[str, Any]], Any]:
+def _sort_key(sort: str) -> Callable[[RecordView], Any]:
     if sort == "status":
         return lambda r: (_STATUS_ORDER.get(r.get("status", ""), 99), r.get("name", ""))
     if sort == "size":
@@ -90,7 +91,7 @@ def _sort_key(sort: str) -> Callable[[dict[str, Any]], Any]:
     return lambda r: str(r.get("name", "")).lower()
 
 
-def select(records: Sequence[dict[str, Any]], query: TableQuery) -> tuple[list[dict[str, Any]], int, int]:
+def select(records: Sequence[RecordView], query: TableQuery) -> tuple[list[RecordView], int, int]:
     """The rows of the requested page, how many records matched, and the number of pages."""
     matched = sorted((r for r in records if _matches(r, query)), key=_sort_key(query.sort))
     pages = max(1, -(-len(matched) // PAGE_SIZE))
@@ -105,7 +106,7 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def progress_html(record: dict[str, Any]) -> str:
+def progress_html(record: RecordView) -> str:
     """A progress bar with percent, bytes, speed and ETA for a download; a short note otherwise."""
     status = record.get("status")
     if status == Status.QUEUED:
@@ -124,7 +125,7 @@ def _sizes(done: int, total: int) -> str:
     return f"{human_bytes(done)} / {human_bytes(total)}" if total else f"{human_bytes(done)} / ?"
 
 
-def _download_html(record: dict[str, Any]) -> str:
+def _download_html(record: RecordView) -> str:
     done, total = int(record.get("bytes_done") or 0), int(record.get("bytes_total") or 0)
     pct = percent(done, total)
     files = ""
@@ -139,7 +140,7 @@ def _download_html(record: dict[str, Any]) -> str:
             f'<div class="md-progress-text">{pct:.0f}% · {_sizes(done, total)} · {_e(pace)}{files}{stopping}</div>')
 
 
-def status_html(record: dict[str, Any]) -> str:
+def status_html(record: RecordView) -> str:
     status = str(record.get("status", "?"))
     cell = f'<span class="md-status md-status-{_e(status)}">{_e(status)}</span>'
     if record.get("error") and status in (Status.FAILED, Status.CANCELLED):
@@ -147,7 +148,7 @@ def status_html(record: dict[str, Any]) -> str:
     return cell
 
 
-def row_html(record: dict[str, Any]) -> str:
+def row_html(record: RecordView) -> str:
     size = disk_bytes(record)
     requested = " · ".join(p for p in (_e(record.get("requested_by") or ""),
                                        _e(timestamp(record.get("requested_at")))) if p)
@@ -161,7 +162,7 @@ def row_html(record: dict[str, Any]) -> str:
             f"<td>{requested}</td></tr>")
 
 
-def _summary(records: Sequence[dict[str, Any]], matched: int, query: TableQuery, pages: int) -> str:
+def _summary(records: Sequence[RecordView], matched: int, query: TableQuery, pages: int) -> str:
     counts: dict[str, int] = {}
     for r in records:
         counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
@@ -172,7 +173,7 @@ def _summary(records: Sequence[dict[str, Any]], matched: int, query: TableQuery,
     return f'<p class="md-summary">{_e(" · ".join(parts))}{shown}{page}</p>'
 
 
-def render_table(records: Sequence[dict[str, Any]], query: TableQuery) -> str:
+def render_table(records: Sequence[RecordView], query: TableQuery) -> str:
     """The whole table (or the empty state that says how to start) as HTML."""
     if not records:
         return (f'<div class="md-empty">No models yet. Download a model with the form above, e.g. '
