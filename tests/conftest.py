@@ -9,11 +9,20 @@ import redis
 
 from app.core.settings import Settings, reset_settings
 from tests.redis_server import RedisServer
+from tests.support.locked_redis import PASSWORD
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A second redis-server that wants a password (``tests.support.locked_redis.PASSWORD``)."""
+    server = RedisServer(tmp_path_factory.mktemp("locked-redis"), password=PASSWORD, appendonly=False).start()
     yield server
     server.stop()
 

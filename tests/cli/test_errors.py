@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from app.core.settings import Settings
 from app.core.snapshot_io import read_document
 from tests.cli.conftest import Run, one_error_line
 from tests.redis_server import RedisServer, free_port
+from tests.support.locked_redis import PASSWORD
 
 Check = Callable[[subprocess.CompletedProcess[str]], None]
 
@@ -87,22 +88,13 @@ def test_error_paths(cli: Run, tmp_path: Path, redis_client: redis.Redis) -> Non
     assert redis_client.hlen("modeldepot:models") == 0
 
 
-REDIS_PASSWORD = "s3cret-Pa55"
-
-
-@pytest.fixture(scope="module")
-def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A second redis-server, started with ``requirepass``."""
-    server = RedisServer(tmp_path_factory.mktemp("locked-redis"), password=REDIS_PASSWORD, appendonly=False).start()
-    yield server
-    server.stop()
 
 
 def without_secrets(check: Check) -> Check:
     def checked(result: subprocess.CompletedProcess[str]) -> None:
         check(result)
         assert "wrong-pw" not in result.stderr + result.stdout, result.stderr
-        assert REDIS_PASSWORD not in result.stderr + result.stdout, result.stderr
+        assert PASSWORD not in result.stderr + result.stdout, result.stderr
 
     return checked
 
@@ -119,7 +111,7 @@ def test_redis_refuses_the_password(cli: Run, locked_redis: RedisServer) -> None
             "ls, wrong password": (["ls"], wrong, without_secrets(error_line(*refused))),
             "ls, wrong user": (
                 ["ls"],
-                {"MODELDEPOT_REDIS_URL": f"redis://bob:{REDIS_PASSWORD}@{address}/0"},
+                {"MODELDEPOT_REDIS_URL": f"redis://bob:{PASSWORD}@{address}/0"},
                 without_secrets(error_line(*refused)),
             ),
             "ls, no password (NOAUTH)": (["ls"], missing, error_line(*required)),

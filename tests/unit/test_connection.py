@@ -4,7 +4,6 @@ path of the embedded server's socket."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,7 @@ from app.core.embedded import MAX_SOCKET_PATH, EmbeddedRedis, existing_socket, s
 from app.core.errors import ConfigError, StateUnavailableError
 from app.core.settings import Settings
 from tests.redis_server import RedisServer, free_port
-
-PASSWORD = "s3cret-Pa55"
-
-
-@pytest.fixture(scope="module")
-def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("locked-redis"), password=PASSWORD, appendonly=False).start()
-    yield server
-    server.stop()
+from tests.support.locked_redis import PASSWORD
 
 
 def check_url(url: str, tmp_path: Path) -> str:
