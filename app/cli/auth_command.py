@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import getpass
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
+from app.cli.errors import EXIT_USAGE, fail
 from app.core.errors import ConfigError
 from app.web.auth.roles import parse_role
 from app.web.auth.users import check_name, make_entry
-
-EXIT_USAGE = 2
 
 auth_cli = typer.Typer(
     cls=TyperGroup,
@@ -21,13 +20,6 @@ auth_cli = typer.Typer(
     rich_markup_mode="markdown",
     help="Users of password sign-in: make lines for the users file (`MODELDEPOT_AUTH_FILE`).",
 )
-
-
-def refuse(message: str) -> NoReturn:
-    """One line on stderr and exit code 2, as `fail` in app/cli/main.py prints it (imported from there, it
-    would be a cycle: main.py registers this sub-app)."""
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(EXIT_USAGE)
 
 
 @auth_cli.command(
@@ -50,10 +42,10 @@ def hash_entry(
         check_name(name)
         parse_role(role, where="ROLE")
     except ConfigError as e:
-        refuse(str(e))
+        fail(str(e), EXIT_USAGE)
     password = read_password(name)
     if not password:
-        refuse("empty password refused; nothing was printed.")
+        fail("empty password refused; nothing was printed.", EXIT_USAGE)
     typer.echo(make_entry(name, role, password))
 
 
@@ -71,5 +63,5 @@ def read_password(name: str) -> str:
     except EOFError:  # Ctrl-D at a prompt
         return ""
     if password != again:
-        refuse("the passwords differ; nothing was printed.")
+        fail("the passwords differ; nothing was printed.", EXIT_USAGE)
     return password

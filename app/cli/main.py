@@ -16,7 +16,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,10 +24,10 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from app.cli.auth_command import auth_cli
+from app.cli.errors import fail
 from app.core.errors import ModelDepotError, StateFileError
 from app.core.records import RecordView, Status
 
-EXIT_ERROR = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LONG_RUNNING = frozenset({"serve", "worker"})
 
@@ -81,12 +81,6 @@ cli.add_typer(auth_cli, name="auth")
 
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="org/name or org/name@revision.")]
-
-
-def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """Print one line on stderr and exit with ``code``."""
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code)
 
 
 def say(message: str) -> None:
