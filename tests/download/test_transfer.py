@@ -24,8 +24,7 @@ from app.core.errors import DiskFullError, DownloadError, HubNetworkError, Integ
 from app.core.keys import Keys
 from tests.hubserver import HubServer
 from tests.support.hub import serving
-from workers.download import cache
-from workers.download import hub
+from workers.download import cache, hub
 from workers.download.plan import DownloadPlan
 from workers.download.transfer.claims import PartialClaims
 from workers.download.transfer.engine import Progress, Transfer, TransferOptions

@@ -8,9 +8,9 @@ from app.core.controller import Controller
 from app.core.jobqueue import JobQueue
 from app.core.records import ModelRecord, Status
 from app.core.settings import Settings
-from workers.watchdog import Watchdog
 from tests.redis_server import RedisServer
 from tests.support.waiting import wait_until
+from workers.watchdog import Watchdog
 
 
 def _dead_download(controller: Controller, name: str, attempt: int = 1) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.web.ui.disk import read_usage, render_disk
 from app.core.records import retry_text
 from app.core.units import human_bytes, human_duration
+from app.web.ui.disk import read_usage, render_disk
 from app.web.ui.format import split_patterns
 from app.web.ui.live import LiveView
 from app.web.ui.logs import log_tag, render_logs
