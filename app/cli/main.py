@@ -148,8 +148,19 @@ def open_controller(*, listen: bool = False) -> Iterator[Controller]:
 
     with catching_interrupts() if listen else contextlib.nullcontext():
         settings = cli_settings()
-        with Controller(settings, connect_checked(settings), listen=listen) as controller:
+        connection = connect_checked(settings)
+        seed(connection, settings)
+        with Controller(settings, connection, listen=listen) as controller:
             yield controller
+
+
+def seed(connection: redis.Redis, settings: Settings) -> None:
+    """An empty Redis gets ``controller_state.json`` before a command reads or writes it (as `serve` does)."""
+    from app.core.seeding import seed_from_snapshot
+    from app.core.store import Store
+
+    seed_from_snapshot(Store.for_settings(connection, settings, sender=f"cli:{socket.gethostname()}"),
+                       settings.resolved_state_file)
 
 
 def current_user() -> str:
@@ -405,6 +416,7 @@ def status(
     report = redis_report(connection)
     report.transfers = TransferLimits.of(settings)
     if report.redis_version is not None:
+        seed(connection, settings)
         with Controller(settings, connection, listen=False) as controller:
             fill_report(
                 report,

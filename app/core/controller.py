@@ -78,7 +78,8 @@ class Controller:
     """The shared list of models and the event log, identical in every process.
 
     ``Controller()`` reads the settings from the environment; tests pass ``settings`` or ``connection``.
-    Starting one seeds an empty Redis (:mod:`app.core.seeding`), as every process start does.
+    Constructing one only loads the replica: the process that starts it seeds an empty Redis first
+    (:mod:`app.core.seeding`); the listener seeds again if Redis comes back empty while it runs.
     """
 
     def __init__(self, settings: Settings | None = None, connection: redis.Redis | None = None, *,
@@ -399,13 +400,11 @@ class Controller:
             self.replica.reset(self.store.read_state())
 
     def _load_state(self) -> None:
-        """Load the replica from Redis, seeding an empty Redis from the JSON snapshot first.
+        """Load the replica from Redis (seeding is the caller's: :mod:`app.core.seeding`).
 
         Raises:
-            StateFileCorruptError: the JSON file is not valid (it was moved aside).
             StateUnavailableError: Redis is unreachable.
         """
-        seed_from_snapshot(self.store, self._state_file)
         self.replica.reset(self.store.read_state(), force=True)
 
     def _reseed(self) -> None:

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from app.core.controller import Controller
+from app.core.seeding import seed_configured
 from app.core.settings import Settings
 from app.core.snapshot import persist, write_file
 from tests.redis_server import RedisServer
@@ -104,6 +105,7 @@ def test_cold_start_from_json_when_redis_is_empty(redis_url: str, data_dir: Path
     first.cancel_download("org/a")  # significant event: snapshot written
     version = first.version
     redis.Redis.from_url(redis_url).flushall()
+    assert seed_configured(settings)  # what `serve`, a worker and every command do first
     second = Controller(settings, listen=False)
     assert second.version == version
     assert second.fetch_models()[0]["status"] == "cancelled"
@@ -116,9 +118,10 @@ def test_corrupt_json_is_moved_aside_with_a_clear_error(redis_url: str, data_dir
     state_file = data_dir / "controller_state.json"
     state_file.write_text("{not json")
     with pytest.raises(StateFileCorruptError, match="moved to"):
-        Controller(_settings(redis_url, data_dir), listen=False)
+        seed_configured(_settings(redis_url, data_dir))
     aside = list(data_dir.glob("controller_state.json.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_text() == "{not json"
+    assert seed_configured(_settings(redis_url, data_dir))  # the next start: no file, an empty list
     assert Controller(_settings(redis_url, data_dir), listen=False).fetch_models() == []
 
 
