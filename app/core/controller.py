@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from typing import Any
 
 import redis
 
-from app.core import snapshot, volume
+from app.core import eviction, snapshot, volume
 from app.core.connection import connect
-from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
+from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError, StateUnavailableError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.keys import Keys
+from app.core.quota import Limits, RoomPlan, Victim, eviction_order, plan_prune
 from app.core.records import UNDER_WAY, ModelRecord, RecordView, Status, Unchanged, owned
 from app.core.seeding import seed_from_snapshot
 from app.core.settings import Settings, get_settings
@@ -44,6 +46,30 @@ class Outcome:
     message: str
     changed: bool
     job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Room:
+    """The models volume against its limits: what the disk panel, ``modeldepot status`` and ``prune`` show."""
+
+    usage: volume.Usage
+    limits: Limits
+    prune: RoomPlan
+    """What a prune would remove now (nothing when the volume is within its limits)."""
+    next_victims: tuple[Victim, ...]
+    """The models eviction would take first, least recently used first (a few)."""
+    atime_mode: str
+    """``relatime``, ``strictatime`` or ``noatime`` (last use then falls back to the download time)."""
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What ``prune`` did (or, in a dry run, would do)."""
+
+    plan: RoomPlan
+    removing: tuple[str, ...]
+    """Models marked for removal (their removal jobs are queued); empty in a dry run."""
+    dry_run: bool
 
 
 class _AlreadyRequested(Exception):
@@ -361,6 +387,136 @@ class Controller:
         self.add_log(f"asked to verify {name}", requested_by)
         return Outcome(name, f"Verifying {name}; the result appears in the log.", True, job_id)
 
+    # ---- lifecycle on disk: update checks, updates, pins, room ----------------------------------------
+    def check_updates(self, model_name: str | None = None, requested_by: str | None = None) -> Outcome:
+        """Ask the Hub (as a maintenance job) for the newest commit of one model's branch, or of every ready
+        model that follows a branch; the records show the result (``update_available``, ``latest_commit``).
+
+        Raises:
+            NotFoundError: no such model.
+            ConflictError: the model follows a commit or a tag, which never moves.
+            StateUnavailableError: Redis is unreachable.
+        """
+        names: list[str] | None = None
+        what = "every model that follows a branch"
+        if model_name is not None:
+            name = _record_name(model_name)
+            record = _require(name, self.store.get(name))
+            if not record.follows_branch:
+                raise ConflictError(f"{name} follows {record.revision}, a {record.ref_kind or 'commit'} that never "
+                                    "moves: there is nothing to check.")
+            names, what = [name], name
+        elif not any(ModelRecord.model_validate(m).follows_branch for m in self.replica.models.values()):
+            return Outcome("", "No model follows a branch; there is nothing to check.", False)
+        job_id = self.jobs.enqueue_check(names)
+        self.add_log(f"asked to check {what} for updates", requested_by)
+        return Outcome(model_name or "", f"Checking {what} for updates; the list shows the result.", True, job_id)
+
+    def update_model(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Download the newest commit of a ready model's branch with its own patterns (blobs already on the volume
+        are not fetched again), then drop the old revision's unshared files. The model stays usable at its
+        old commit until the new one is verified; a failed update leaves it ready there with the reason.
+
+        Raises:
+            NotFoundError, ConflictError (not ready, or follows a commit or tag), StateUnavailableError.
+        """
+        name = _record_name(model_name)
+        who = requested_by or SYSTEM_USER
+        job_id = new_job_id("dl")
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            current = _require(name, current)
+            return current.update_requested(job_id, requested_by=who), LogEntry(who, f"updating {name}"
+                                                                                 f"{_update_span(current)}")
+
+        change = self._update(name, mutate)
+        assert change is not None
+        self._enqueue_download(name, job_id)
+        before = change.before
+        assert before is not None and before.commit is not None
+        return Outcome(name, f"Updating {name}{_update_span(before)}; it stays usable at {before.commit[:7]} until "
+                             "the new commit is verified.", True, job_id)
+
+    def pin_model(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Keep a model from ever being evicted (admins).
+
+        Raises:
+            NotFoundError, ConflictError (being removed), StateUnavailableError.
+        """
+        return self._pin(model_name, True, requested_by or SYSTEM_USER)
+
+    def unpin_model(self, model_name: str, requested_by: str | None = None) -> Outcome:
+        """Let eviction remove a model again once it is idle (admins).
+
+        Raises:
+            NotFoundError, ConflictError (being removed), StateUnavailableError.
+        """
+        return self._pin(model_name, False, requested_by or SYSTEM_USER)
+
+    def _pin(self, model_name: str, pinned: bool, who: str) -> Outcome:
+        name = _record_name(model_name)
+        verb = "pinned" if pinned else "unpinned"
+
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            return _require(name, current).pinned_as(pinned), LogEntry(who, f"{verb} {name}")
+
+        if self._update(name, mutate) is None:
+            return Outcome(name, f"{name} is already {verb}.", False)
+        self._save_state()
+        hint = "; eviction never removes it" if pinned else "; eviction may remove it once it is idle"
+        return Outcome(name, f"{verb.capitalize()} {name}{hint}.", True)
+
+    def room(self) -> Room | None:
+        """The models volume against the quota and watermarks, and what eviction would take first; None if the
+        volume is not mounted here."""
+        models_dir = self.settings.resolved_models_dir
+        if not models_dir.is_dir():
+            return None
+        usage = volume.usage(models_dir)
+        limits = Limits.from_settings(self.settings)
+        records = list(self.replica.models.values())
+        victims = eviction_order(records, min_idle_s=limits.min_idle_s, now=_now())
+        return Room(usage=usage, limits=limits, prune=plan_prune(usage, records, limits),
+                    next_victims=tuple(victims[:5]), atime_mode=volume.atime_mode(models_dir))
+
+    def prune(self, *, dry_run: bool = False, requested_by: str | None = None) -> Pruned:
+        """Remove (or, with ``dry_run``, list) the least recently used unpinned idle models until the models fit
+        the quota and the volume is under the low watermark. The removals are the normal removal jobs.
+
+        Raises:
+            ConflictError: the models volume is not mounted on this host.
+            StateUnavailableError: Redis is unreachable.
+        """
+        models_dir = self.settings.resolved_models_dir
+        if not models_dir.is_dir():
+            raise ConflictError(f"The models volume ({models_dir}) is not mounted here; run prune on a host that "
+                                "mounts it (a worker's host), or set MODELDEPOT_MODELS_DIR.")
+        limits = Limits.from_settings(self.settings)
+        if dry_run:
+            return Pruned(self._prune_plan(models_dir, limits), (), True)
+        lock = self.store.room_lock()
+        with _held(lock):
+            plan = self._prune_plan(models_dir, limits)
+            removing = tuple(v.name for v in plan.victims if self._evict(v, limits, requested_by))
+        if removing:
+            self._save_state()
+        return Pruned(plan, removing, False)
+
+    def _prune_plan(self, models_dir: Path, limits: Limits) -> RoomPlan:
+        state = self.store.read_state()  # fresh: the lock holder must not count on a replica a moment behind
+        return plan_prune(volume.usage(models_dir), state.models.values(), limits)
+
+    def _evict(self, victim: Victim, limits: Limits, requested_by: str | None) -> bool:
+        job_id = new_job_id("rm")
+        who = f" (asked by {requested_by})" if requested_by else ""
+        change = eviction.mark(self.store, victim, job_id, reason=f"to bring the models within their limits{who}",
+                               min_idle_s=limits.min_idle_s)
+        if change is None:
+            return False
+        self._apply_own(change.event)
+        self.jobs.enqueue_remove(victim.name, job_id)
+        return True
+
     def disk_usage(self) -> dict[str, int] | None:
         """Total/used/free bytes of the models volume, the models' size and the bytes in partial files; None if
         the volume is not mounted here."""
@@ -443,6 +599,39 @@ def _already(record: ModelRecord) -> Outcome:
         return Outcome(name, f"{name} is already ready at commit {(record.commit or '')[:7]}; nothing to do. "
                              "To fetch a newer commit, remove it and download again.", False)
     return Outcome(name, f"{name} is already {record.status.value}.", False, record.job_id)
+
+
+def _update_span(record: ModelRecord) -> str:
+    """``" from b5dbad1 to 9f3c2e0"`` (the target as the last check found it), for messages and the log."""
+    old = (record.commit or "")[:7]
+    if record.update_available and record.latest_commit:
+        return f" from {old} to {record.latest_commit[:7]}"
+    return f" from {old} to the newest commit of {record.branch}"
+
+
+class _held:
+    """``with`` a Redis lock, its errors converted: a lock not obtained in time is a clear, retryable error."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        try:
+            acquired = self.lock.acquire()
+        except redis.RedisError as e:
+            raise StateUnavailableError(f"Redis is unreachable ({type(e).__name__}); try again.") from e
+        if not acquired:
+            raise ConflictError("Another prune or eviction is running; try again in a minute.")
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.lock.release()
+        except redis.RedisError:
+            log.warning("could not release the room lock; it expires by itself")
+
+
+def _now() -> float:
+    return time.time()
 
 
 def _not_pausable(name: str, status: Status) -> str:

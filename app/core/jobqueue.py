@@ -26,7 +26,8 @@ DOWNLOAD_FUNC = "workers.jobs.download_job"
 REMOVE_FUNC = "workers.jobs.remove_job"
 DISCARD_FUNC = "workers.jobs.discard_partial_job"
 VERIFY_FUNC = "workers.jobs.verify_job"
-ALLOWED_FUNCTIONS = frozenset({DOWNLOAD_FUNC, REMOVE_FUNC, DISCARD_FUNC, VERIFY_FUNC})
+CHECK_FUNC = "workers.jobs.check_updates_job"
+ALLOWED_FUNCTIONS = frozenset({DOWNLOAD_FUNC, REMOVE_FUNC, DISCARD_FUNC, VERIFY_FUNC, CHECK_FUNC})
 
 _ON_SUCCESS = "workers.hooks.on_download_success"
 _ON_FAILURE = "workers.hooks.on_download_failure"
@@ -75,6 +76,15 @@ class JobQueue:
         with redis_errors():
             self.maintenance.enqueue(VERIFY_FUNC, name, job_id=job_id, job_timeout=3600, result_ttl=3600,
                                      failure_ttl=24 * 3600, description=f"verify {name}")
+        return job_id
+
+    def enqueue_check(self, names: list[str] | None) -> str:
+        """Queue an update check of the records ``names`` (None: every model that follows a branch)."""
+        job_id = new_job_id("check")
+        what = "every model" if names is None else ", ".join(names[:3]) + ("…" if len(names) > 3 else "")
+        with redis_errors():
+            self.maintenance.enqueue(CHECK_FUNC, names, job_id=job_id, job_timeout=3600, result_ttl=3600,
+                                     failure_ttl=24 * 3600, description=f"check updates of {what}")
         return job_id
 
     def is_waiting(self, job_id: str) -> bool:

@@ -57,6 +57,27 @@ class Keys:
         return f"{self.prefix}:lock:watchdog"
 
     @property
+    def room_lock(self) -> str:
+        """STRING: lock held while a download's room is checked and reserved, or an eviction or prune pass picks
+        and marks what to remove: one at a time across the cluster, so no two count the same free bytes."""
+        return f"{self.prefix}:lock:room"
+
+    @property
+    def upkeep_turn(self) -> str:
+        """STRING with TTL: set by the worker whose turn it is to run the usage scan and the due update checks."""
+        return f"{self.prefix}:upkeep:turn"
+
+    @property
+    def usage_scan_due(self) -> str:
+        """STRING with TTL: present until the next usage scan of the models' access times is due."""
+        return f"{self.prefix}:upkeep:usage"
+
+    @property
+    def hub_backoff(self) -> str:
+        """STRING with TTL: the Hub asked us to slow down (HTTP 429); no update check runs until it expires."""
+        return f"{self.prefix}:hub:backoff"
+
+    @property
     def sessions(self) -> str:
         """Prefix of login session keys (``{prefix}:session:<sha256 of token>``)."""
         return f"{self.prefix}:session"

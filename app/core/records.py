@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.errors import ConflictError
+from app.core.validation import COMMIT_ID
 
 
 class Status(StrEnum):
@@ -36,15 +37,17 @@ _STOP_FLAGS = {Status.CANCELLED: "cancel_requested", Status.PAUSED: "pause_reque
 _ALLOWED: dict[Status | None, frozenset[Status | None]] = {
     None: frozenset({Status.QUEUED, Status.READY}),
     Status.QUEUED: frozenset({Status.QUEUED, Status.DOWNLOADING, Status.CANCELLED, Status.FAILED,
-                              Status.REMOVING, Status.PAUSED}),
+                              Status.REMOVING, Status.PAUSED, Status.READY}),
     Status.DOWNLOADING: frozenset({Status.DOWNLOADING, Status.QUEUED, Status.READY, Status.FAILED,
                                    Status.CANCELLED, Status.REMOVING, Status.PAUSED}),
-    Status.PAUSED: frozenset({Status.PAUSED, Status.QUEUED, Status.CANCELLED, Status.REMOVING}),
+    Status.PAUSED: frozenset({Status.PAUSED, Status.QUEUED, Status.CANCELLED, Status.REMOVING, Status.READY}),
     Status.READY: frozenset({Status.READY, Status.QUEUED, Status.REMOVING, Status.FAILED}),
     Status.FAILED: frozenset({Status.FAILED, Status.QUEUED, Status.REMOVING, Status.READY}),
     Status.CANCELLED: frozenset({Status.CANCELLED, Status.QUEUED, Status.REMOVING, Status.READY}),
-    Status.REMOVING: frozenset({Status.REMOVING, Status.FAILED, None}),
+    Status.REMOVING: frozenset({Status.REMOVING, Status.FAILED, Status.READY, None}),
 }
+# Moves to ready that are not a finished download: an update that failed or was cancelled falls back to the
+# revision it was replacing (from queued, downloading or paused); an eviction called off (from removing).
 
 
 class Unchanged(Exception):
@@ -67,6 +70,18 @@ class RetryState(BaseModel):
     """What failed, in a few words (``HTTP 503``, ``connection reset``, ``no data for 30 s``)."""
     since: float
     """Unix time the outage began (the last time a byte arrived)."""
+
+
+class Previous(BaseModel):
+    """The revision an update replaces: it stays on the volume, usable, until the new one is verified, and the
+    model falls back to it if the update fails or is cancelled."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    commit: str
+    size_bytes: int = 0
+    files: int = 0
+    finished_at: float | None = None
 
 
 class RecordView(TypedDict):
@@ -98,6 +113,16 @@ class RecordView(TypedDict):
     cancel_requested: bool
     pause_requested: bool
     retry: dict[str, Any] | None
+    pinned: bool
+    last_used_at: float | None
+    latest_commit: str | None
+    update_available: bool
+    checked_at: float | None
+    check_error: str | None
+    ref_kind: str | None
+    update_from: dict[str, Any] | None
+    update_error: str | None
+    evicted_at: float | None
     updated_at: float
 
 
@@ -129,6 +154,24 @@ class ModelRecord(BaseModel):
     cancel_requested: bool = False
     pause_requested: bool = False
     retry: RetryState | None = None
+    pinned: bool = False
+    """Never evicted to make room (set by admins)."""
+    last_used_at: float | None = None
+    """Latest access time of the snapshot's files, as the workers' usage scan last read it."""
+    latest_commit: str | None = None
+    """The followed branch's commit on the Hub at the last update check."""
+    update_available: bool = False
+    checked_at: float | None = None
+    check_error: str | None = None
+    """Why the last update check failed (the status is not changed by it)."""
+    ref_kind: str | None = None
+    """What the revision is on the Hub, as the last check found it: ``branch``, ``tag`` or ``commit``."""
+    update_from: Previous | None = None
+    """While an update is under way: the revision it replaces."""
+    update_error: str | None = None
+    """Why the last update failed; the model stayed ready at its old commit."""
+    evicted_at: float | None = None
+    """When quota eviction decided to remove this model (removing records only; None for a user's removal)."""
     updated_at: float = Field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +221,24 @@ class ModelRecord(BaseModel):
             return Status.CANCELLED
         return Status.PAUSED if self.pause_requested else None
 
+    @property
+    def follows_branch(self) -> bool:
+        """True unless the revision is a commit id or the last update check found it is a tag: a branch may move
+        on the Hub, so it can be checked and updated."""
+        if self.revision is not None and COMMIT_ID.fullmatch(self.revision):
+            return False
+        return self.ref_kind != "tag"
+
+    @property
+    def branch(self) -> str:
+        """The branch a model follows (``main`` when no revision was given)."""
+        return self.revision or "main"
+
+    @property
+    def idle_since(self) -> float:
+        """When the model was last used, falling back to when it was downloaded (no access time read yet)."""
+        return self.last_used_at or self.finished_at or self.requested_at or self.updated_at
+
     def claim(self) -> ModelRecord:
         """queued -> downloading, by the job it waits for; Unchanged once it is asked to stop or stopped."""
         if self.status not in UNDER_WAY or self.stop_asked is not None:
@@ -187,8 +248,9 @@ class ModelRecord(BaseModel):
     def planned(self, *, commit: str, bytes_total: int, files_total: int, bytes_needed: int) -> ModelRecord:
         """A download's plan: the commit, its size, and the bytes already on the volume count as done."""
         self._expect(Status.DOWNLOADING)
+        latest = commit if self.update_from is not None else self.latest_commit  # an update fetches the newest
         return self._to(Status.DOWNLOADING, commit=commit, bytes_total=bytes_total, files_total=files_total,
-                        bytes_done=bytes_total - bytes_needed, retry=None)
+                        bytes_done=bytes_total - bytes_needed, retry=None, latest_commit=latest)
 
     def progressed(self, *, bytes_done: int, bytes_total: int, files_done: int, files_total: int, speed_bps: float,
                    eta_s: float | None, retry: RetryState | None) -> ModelRecord:
@@ -203,7 +265,8 @@ class ModelRecord(BaseModel):
         return self._to(Status.READY, commit=commit, size_bytes=size_bytes, bytes_done=bytes_total,
                         bytes_total=bytes_total, files_done=files_total, files_total=files_total, speed_bps=0.0,
                         eta_s=None, error=None, finished_at=time.time(), cancel_requested=False,
-                        pause_requested=False, retry=None)
+                        pause_requested=False, retry=None, update_from=None, update_error=None,
+                        update_available=self.latest_commit is not None and self.latest_commit != commit)
 
     def stopped(self, status: Status, reason: str | None = None) -> ModelRecord:
         """A download under way that ends short of ready: ``failed`` (with ``reason``), ``cancelled`` or ``paused``.
@@ -216,12 +279,97 @@ class ModelRecord(BaseModel):
             raise ValueError(f"a download cannot stop as {status.value}")
         if self.status not in UNDER_WAY:
             raise Unchanged
+        if self.update_from is not None and status is not Status.PAUSED:
+            return self._update_abandoned(reason or "the update was cancelled")
         return self._ended(status, reason)
 
     def cancelled_while_paused(self) -> ModelRecord:
-        """paused -> cancelled, by a user (its kept partial files are deleted next)."""
+        """paused -> cancelled, by a user (its kept partial files are deleted next); a paused update falls back
+        to the revision it was replacing instead."""
         self._expect(Status.PAUSED)
+        if self.update_from is not None:
+            return self._update_abandoned("the update was cancelled")
         return self._ended(Status.CANCELLED, None)
+
+    def update_requested(self, job_id: str, *, requested_by: str) -> ModelRecord:
+        """ready -> queued as an update to the newest commit of the followed branch, by job ``job_id``.
+
+        The ready revision stays on the volume and usable until the new one is verified.
+
+        Raises:
+            ConflictError: the model is not ready, or follows a commit or a tag.
+        """
+        if self.status is not Status.READY or self.commit is None:
+            raise ConflictError(f"{self.name} is {self.status.value}; only a ready model can be updated. "
+                                "Wait until it is ready (or Retry it) and update it then.")
+        if not self.follows_branch:
+            kind = "tag" if self.ref_kind == "tag" else "commit"
+            raise ConflictError(f"{self.name} follows the {kind} {self.revision}, which never moves: there is "
+                                f"nothing to update. Download {self.repo_id} (its main branch) to follow it.")
+        previous = Previous(commit=self.commit, size_bytes=self.size_bytes, files=self.files_total,
+                            finished_at=self.finished_at)
+        return self._queued(job_id, 1, update_from=previous, update_error=None, requested_by=requested_by,
+                            requested_at=time.time(), files_done=0, finished_at=self.finished_at)
+
+    def _update_abandoned(self, reason: str) -> ModelRecord:
+        """An update that failed or was cancelled: ready again at the revision it was replacing, the reason shown."""
+        previous = self.update_from
+        assert previous is not None
+        return self._to(Status.READY, commit=previous.commit, size_bytes=previous.size_bytes,
+                        bytes_done=previous.size_bytes, bytes_total=previous.size_bytes, files_done=previous.files,
+                        files_total=previous.files, finished_at=previous.finished_at, update_from=None,
+                        update_error=reason, error=None, speed_bps=0.0, eta_s=None, retry=None,
+                        cancel_requested=False, pause_requested=False,
+                        update_available=self.latest_commit is not None and self.latest_commit != previous.commit)
+
+    def checked(self, *, latest_commit: str | None, ref_kind: str | None, error: str | None,
+                at: float) -> ModelRecord:
+        """The result of an update check. A failed check (``error``) keeps the last known commit and the status.
+
+        Raises:
+            Unchanged: the record is being removed.
+        """
+        if self.status is Status.REMOVING:
+            raise Unchanged
+        if error is not None:
+            return self._to(self.status, checked_at=at, check_error=error)
+        moved = ref_kind == "branch" and latest_commit is not None and latest_commit != self.commit
+        return self._to(self.status, latest_commit=latest_commit, ref_kind=ref_kind, checked_at=at,
+                        check_error=None, update_available=moved and self.status is Status.READY)
+
+    def used(self, at: float) -> ModelRecord:
+        """The usage scan read a new last access time. Unchanged when it is the one already recorded."""
+        if self.last_used_at is not None and abs(at - self.last_used_at) < 1.0:
+            raise Unchanged
+        return self._to(self.status, last_used_at=at)
+
+    def pinned_as(self, pinned: bool) -> ModelRecord:
+        """Pin (never evicted) or unpin. Unchanged if it already is.
+
+        Raises:
+            ConflictError: the model is being removed.
+        """
+        if self.status is Status.REMOVING:
+            raise ConflictError(f"{self.name} is being removed; it cannot be pinned or unpinned.")
+        if self.pinned is pinned:
+            raise Unchanged
+        return self._to(self.status, pinned=pinned)
+
+    def evicting(self, job_id: str, *, at: float) -> ModelRecord:
+        """ready -> removing by quota eviction (job ``job_id``). Unchanged unless it is still ready and unpinned."""
+        if self.status is not Status.READY or self.pinned:
+            raise Unchanged
+        return self._to(Status.REMOVING, job_id=job_id, evicted_at=at, cancel_requested=False)
+
+    def eviction_called_off(self, last_used_at: float) -> ModelRecord:
+        """removing (by eviction) -> ready again: the model was used at ``last_used_at``, after eviction picked it.
+
+        Raises:
+            Unchanged: it is not being evicted (a user's removal is never called off).
+        """
+        if self.status is not Status.REMOVING or self.evicted_at is None:
+            raise Unchanged
+        return self._to(Status.READY, evicted_at=None, last_used_at=last_used_at)
 
     def requeued(self, job_id: str, attempt: int) -> ModelRecord:
         """queued or downloading -> queued as attempt ``attempt`` under a new job (its last one died)."""
@@ -243,8 +391,10 @@ class ModelRecord(BaseModel):
 
     def removing(self, job_id: str) -> ModelRecord:
         """-> removing by the removal job ``job_id``; a download still under way is asked to cancel first."""
-        cancel = self.cancel_requested if self.status is Status.REMOVING else self.active_job is not None
-        return self._to(Status.REMOVING, job_id=job_id, cancel_requested=cancel)
+        again = self.status is Status.REMOVING  # the watchdog replacing a lost removal job
+        cancel = self.cancel_requested if again else self.active_job is not None
+        return self._to(Status.REMOVING, job_id=job_id, cancel_requested=cancel,
+                        evicted_at=self.evicted_at if again else None)
 
     def removal_failed(self, reason: str) -> ModelRecord:
         """removing -> failed: the files could not be deleted."""
@@ -277,8 +427,10 @@ class ModelRecord(BaseModel):
                         cancel_requested=False, pause_requested=False)
 
     def _queued(self, job_id: str, attempt: int, **changes: Any) -> ModelRecord:
-        return self._to(Status.QUEUED, job_id=job_id, attempt=attempt, error=None, finished_at=None, speed_bps=0.0,
-                        eta_s=None, retry=None, cancel_requested=False, pause_requested=False, **changes)
+        fields: dict[str, Any] = {"job_id": job_id, "attempt": attempt, "error": None, "finished_at": None,
+                                  "speed_bps": 0.0, "eta_s": None, "retry": None, "cancel_requested": False,
+                                  "pause_requested": False}
+        return self._to(Status.QUEUED, **(fields | changes))
 
     def _expect(self, status: Status) -> None:
         if self.status is not status:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.errors import ConfigError
@@ -63,6 +63,28 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600.0, ge=0, description="Partial files no record owns are swept after this long (s)."
     )
 
+    update_check_s: float = Field(
+        default=6 * 3600.0, ge=0, description="How often each model's branch is checked for a new commit (s); 0: never."
+    )
+    usage_scan_s: float = Field(
+        default=600.0, gt=0, description="How often the workers read the models' last access times (s)."
+    )
+    models_quota: int | None = Field(
+        default=None, description="Most bytes the models may take (500GB, 2TiB, bytes); unset: no quota."
+    )
+    disk_high_watermark: float | None = Field(
+        default=None, gt=0, le=100, description="Percent of the volume used above which downloads refuse or evict."
+    )
+    disk_low_watermark: float | None = Field(
+        default=None, gt=0, le=100, description="Percent of the volume used that eviction brings usage back under."
+    )
+    evict: bool = Field(
+        default=False, description="Remove the least recently used unpinned models to make room (else refuse)."
+    )
+    evict_min_idle_s: float = Field(
+        default=3600.0, ge=0, description="A model used more recently than this is never evicted (s)."
+    )
+
     @field_validator("max_bandwidth", mode="before")
     @classmethod
     def _parse_bandwidth(cls, value: object) -> int | None:
@@ -72,6 +94,33 @@ class Settings(BaseSettings):
         if rate <= 0:
             raise ValueError("must be a positive size per second, e.g. 50MB or 400MiB (unset it for no cap)")
         return rate
+
+    @field_validator("models_quota", mode="before")
+    @classmethod
+    def _parse_quota(cls, value: object) -> int | None:
+        if value in (None, ""):
+            return None
+        if isinstance(value, str) and value.strip().startswith("-"):
+            raise ValueError("must not be negative; give a size such as 500GB or 2TiB (unset it for no quota)")
+        return parse_size(value)  # type: ignore[arg-type]
+
+    @field_validator("disk_high_watermark", "disk_low_watermark", mode="before")
+    @classmethod
+    def _parse_percent(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().removesuffix("%").strip()
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _check_watermarks(self) -> Settings:
+        high, low = self.disk_high_watermark, self.disk_low_watermark
+        if low is not None and high is None:
+            raise ValueError("MODELDEPOT_DISK_LOW_WATERMARK is set without MODELDEPOT_DISK_HIGH_WATERMARK; set "
+                             "both, e.g. 90 and 80 (percent of the volume used)")
+        if low is not None and high is not None and low >= high:
+            raise ValueError(f"MODELDEPOT_DISK_LOW_WATERMARK ({low:g}) must be below MODELDEPOT_DISK_HIGH_WATERMARK "
+                             f"({high:g}), e.g. 80 and 90")
+        return self
 
     @field_validator("redis_url")
     @classmethod
@@ -98,6 +147,11 @@ class Settings(BaseSettings):
         return (self.state_file or self.data_dir / "controller_state.json").resolve()
 
     @property
+    def low_watermark(self) -> float | None:
+        """The percent eviction brings usage back under: the low watermark, or the high one when only it is set."""
+        return self.disk_low_watermark if self.disk_low_watermark is not None else self.disk_high_watermark
+
+    @property
     def embedded(self) -> bool:
         """True when no Redis URL is set and the app runs its own redis-server."""
         return self.redis_url is None
@@ -122,12 +176,16 @@ def _describe(error: ValidationError) -> str:
     """One sentence per bad variable: its name, the value given, what is wrong and what it means."""
     parts = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else ""
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a check across several variables names them itself
+            parts.append(f"{message}.")
+            continue
+        field = str(item["loc"][0])
         info = Settings.model_fields.get(field)
         variable = f"MODELDEPOT_{field.upper()}"
         value = str(item.get("input"))[:40]
         hint = f" ({info.description.rstrip('.')})" if info is not None and info.description else ""
-        parts.append(f"{variable}={value!r} is invalid: {item['msg'].removeprefix('Value error, ')}{hint}.")
+        parts.append(f"{variable}={value!r} is invalid: {message}{hint}.")
     return " ".join(parts)
 
 

@@ -305,6 +305,11 @@ class Store:
         behind until it expires."""
         return Lock(self.redis, self.keys.watchdog_lock, timeout=10, blocking=False)
 
+    def room_lock(self, *, wait_s: float = 120.0) -> Lock:
+        """The lock one room check, eviction or prune at a time holds across the cluster, so two of them never
+        count the same free bytes (or evict the same ones). It expires if its holder dies."""
+        return Lock(self.redis, self.keys.room_lock, timeout=120, blocking_timeout=wait_s)
+
     def save_snapshot(self, document: str, version: int) -> bool:
         """Store the JSON snapshot for ops unless Redis already has a newer one."""
         with redis_errors():

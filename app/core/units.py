@@ -55,3 +55,17 @@ def parse_size(text: str | int | float) -> int:
     if unit not in _SIZE_FACTORS or not value >= 0:
         raise ValueError(f"{str(text)[:40]!r} is not a size; use plain bytes or a unit, e.g. 50MB, 400MiB or 1GB")
     return int(value * _SIZE_FACTORS[unit])
+
+
+def human_age(seconds: float | None) -> str:
+    """How long ago, coarsely: ``"40 s"``, ``"12 min"``, ``"5 h"``, ``"40 days"``; None -> ``"never"``."""
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
