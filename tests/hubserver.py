@@ -17,6 +17,9 @@ Faults (:meth:`HubServer.set_fault`) make it misbehave on purpose: ``500``, ``50
 ``503`` (both with ``Retry-After``), ``404``, ``reset`` (half the body or up to ``cut_at``, then a clean close),
 ``rst`` (the same, then a TCP reset), ``stall`` (the same, then silence) and ``corrupt`` (one byte flipped, same
 length). Faults for one file can be queued (``append=True``) to script a sequence of attempts.
+:meth:`HubServer.set_api_fault` makes the API calls of one repo fail the same way (``refs``, ``info``,
+``tree``: the status faults, ``404`` as a missing repo, and ``stall``), and :meth:`HubServer.api_calls` counts
+the calls made per route.
 
 Run it as a process for other test processes and benchmarks::
 
@@ -50,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 if TYPE_CHECKING:
@@ -63,6 +66,10 @@ FAULT_KINDS = frozenset({"500", "502", "503", "504", "429", "404", "reset", "rst
 STATUS_FAULTS = frozenset({"500", "502", "503", "504", "429", "404"})
 BODY_FAULTS = FAULT_KINDS - STATUS_FAULTS
 _CUT_FAULTS = frozenset({"reset", "rst", "stall"})
+# API calls that can be made to fail (set_api_fault), and the routes api_calls counts.
+API_ROUTES = frozenset({"refs", "info", "tree"})
+API_FAULT_KINDS = STATUS_FAULTS | {"stall"}
+COUNTED_ROUTES = API_ROUTES | {"resolve"}
 
 DEFAULT_LFS_THRESHOLD = 10_000
 _BLOCK = 1 << 20  # generated files are made of 1 MiB blocks: rotations of a per-file random pool
@@ -283,10 +290,23 @@ _GATEWAY_ERRORS = {
 
 
 def _fault_error(fault: _Fault, commit: _Commit) -> _HubError:
+    """The answer of a status fault on a file of ``commit``: ``404`` is EntryNotFound."""
     if fault.kind == "404":
         return _entry_not_found(commit)
+    return _status_error(fault, {"X-Repo-Commit": commit.sha})
+
+
+def _api_fault_error(fault: _Fault, token: str | None) -> _HubError:
+    """The answer of a status fault on an API call: ``404`` is a repo that does not exist."""
+    if fault.kind == "404":
+        return _repo_not_found(token)
+    return _status_error(fault, {})
+
+
+def _status_error(fault: _Fault, retry_headers: Mapping[str, str]) -> _HubError:
+    """500, 502, 504; or 429 and 503 with ``Retry-After`` and ``retry_headers``."""
     if fault.kind in ("429", "503"):
-        headers = {"Retry-After": str(fault.retry_after), "X-Repo-Commit": commit.sha}
+        headers = {"Retry-After": str(fault.retry_after), **retry_headers}
         if fault.kind == "503":
             return _HubError(503, _GATEWAY_ERRORS["503"], None, headers)
         return _HubError(429, "You have been rate-limited; retry later.", None, headers)
@@ -317,12 +337,14 @@ class HubServer:
     Records (also readable at any time; clear them in place to reset):
         get_counts: ``(repo_id, path)`` -> number of GETs of that file (counted when they start).
         max_concurrent_gets: ``(repo_id, path)`` -> peak number of simultaneous GETs of that file.
-        requests: ``(method, url path)`` of every request, query string left out.
+        requests: ``(method, url path)`` of every request (API calls included), query string left out;
+            :meth:`api_calls` counts them by route.
         range_requests: ``(repo_id, path, first byte)`` of every GET that carried a ``Range`` header.
         bytes_served: ``(repo_id, path)`` -> body bytes of that file written to the socket by GETs, counted
             after each write (a cut or reset body counts what was sent). A key appears once a body starts.
             Call :meth:`wait_idle` first to read it after a download: the client can see the last bytes
             before the server thread has counted them.
+        :meth:`reset_requests` empties them all at once.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -342,6 +364,7 @@ class HubServer:
         self.bytes_served: dict[tuple[str, str], int] = {}
         self._repos: dict[str, _Repo] = {}
         self._faults: dict[tuple[str, str | None], list[_Fault]] = {}  # a queue per key: the first applies
+        self._api_faults: dict[tuple[str, str], list[_Fault]] = {}  # (repo_id, route) -> [the fault]
         self._active_gets: dict[tuple[str, str], int] = {}
         self._commit_count = 0
         self._lock = threading.RLock()
@@ -477,6 +500,8 @@ class HubServer:
             self._repos.pop(repo_id, None)
             for key in [key for key in self._faults if key[0] == repo_id]:
                 del self._faults[key]
+            for api_key in [api_key for api_key in self._api_faults if api_key[0] == repo_id]:
+                del self._api_faults[api_key]
 
     def content(self, repo_id: str, path: str, revision: str | None = None) -> bytes:
         """The bytes a file serves (the whole file in memory: use :meth:`sha256` for big ones)."""
@@ -555,10 +580,62 @@ class HubServer:
             queue.append(fault)
             self._faults[(repo_id, path)] = queue
 
+    def set_api_fault(self, repo_id: str, route: str, kind: str, *, times: int = -1, retry_after: int = 1) -> None:
+        """Misbehave on the API calls of one route for a repo (which need not exist), replacing its fault.
+
+        ``route``: ``refs`` (``/api/models/{repo}/refs``, list_repo_refs), ``info`` (``/api/models/{repo}`` and
+        ``/api/models/{repo}/revision/{rev}``, model_info / repo_info) or ``tree``
+        (``/api/models/{repo}/tree/{rev}[/{path}]``, every page of list_repo_tree).
+        ``kind``: ``500``, ``502``, ``504``; ``429`` and ``503`` (send ``Retry-After: retry_after``); ``404``
+        (answered like a repo that does not exist: RepositoryNotFoundError); ``stall`` (no answer at all until
+        the client leaves, ``stop()`` or ``stall_seconds``, then the connection is closed).
+        ``times``: how many calls it affects (-1 = all); a fault used up is forgotten. HEAD and GET alike.
+
+        Raises:
+            ValueError: an unknown ``route`` or ``kind``.
+        """
+        if route not in API_ROUTES:
+            raise ValueError(f"unknown API route {route!r}; expected one of {sorted(API_ROUTES)}")
+        if kind not in API_FAULT_KINDS:
+            raise ValueError(f"unknown API fault kind {kind!r}; expected one of {sorted(API_FAULT_KINDS)}")
+        fault = _Fault(kind, times, retry_after, frozenset({"HEAD", "GET"}))
+        with self._lock:
+            self._api_faults[(repo_id, route)] = [fault]
+
     def clear_faults(self) -> None:
-        """Forget every fault, queued ones included."""
+        """Forget every fault, queued ones and API faults included."""
         with self._lock:
             self._faults.clear()
+            self._api_faults.clear()
+
+    def api_calls(self, route: str, repo_id: str | None = None) -> int:
+        """How many requests in ``requests`` went to ``route`` (for ``repo_id`` only, if given).
+
+        ``route`` is ``refs``, ``info``, ``tree`` (each page counts) or ``resolve`` (HEADs and GETs of files);
+        requests of every method count, those answered with an error or a fault too.
+
+        Raises:
+            ValueError: an unknown ``route``.
+        """
+        if route not in COUNTED_ROUTES:
+            raise ValueError(f"unknown route {route!r}; expected one of {sorted(COUNTED_ROUTES)}")
+        with self._lock:
+            paths = [path for _, path in self.requests]
+        routes = (_request_route(path) for path in paths)
+        return sum(1 for found in routes if found and found[0] == route and repo_id in (None, found[1]))
+
+    def reset_requests(self) -> None:
+        """Empty every record in place, under the lock.
+
+        That is ``requests``, ``range_requests``, ``get_counts``, ``bytes_served`` and ``max_concurrent_gets``; a
+        body still streaming goes on counting into ``bytes_served`` (call :meth:`wait_idle` first).
+        """
+        with self._lock:
+            self.requests.clear()
+            self.range_requests.clear()
+            self.get_counts.clear()
+            self.bytes_served.clear()
+            self.max_concurrent_gets.clear()
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Block until no GET is being served, so the records (``bytes_served``) are settled.
@@ -572,18 +649,13 @@ class HubServer:
     def _take_fault(self, repo_id: str, path: str, method: str) -> _Fault | None:
         with self._lock:
             for key in ((repo_id, path), (repo_id, None)):
-                queue = self._faults.get(key)
-                if not queue or method not in queue[0].methods:
-                    continue
-                fault = queue[0]
-                if fault.remaining > 0:
-                    fault.remaining -= 1
-                if fault.remaining == 0:
-                    queue.pop(0)
-                    if not queue:
-                        del self._faults[key]
-                return fault
+                if (fault := _take_first(self._faults, key, method)) is not None:
+                    return fault
         return None
+
+    def _take_api_fault(self, repo_id: str, route: str, method: str) -> _Fault | None:
+        with self._lock:
+            return _take_first(self._api_faults, (repo_id, route), method)
 
     # -- used by the request handler
 
@@ -642,6 +714,24 @@ class HubServer:
         if fault is not None and fault.kind in STATUS_FAULTS:
             raise _fault_error(fault, commit)
         return commit, file, fault
+
+
+_Key = TypeVar("_Key")
+
+
+def _take_first(queues: dict[_Key, list[_Fault]], key: _Key, method: str) -> _Fault | None:
+    """The first fault queued under ``key`` if it affects ``method``, counted as used (and dropped if used up)."""
+    queue = queues.get(key)
+    if not queue or method not in queue[0].methods:
+        return None
+    fault = queue[0]
+    if fault.remaining > 0:
+        fault.remaining -= 1
+    if fault.remaining == 0:
+        queue.pop(0)
+        if not queue:
+            del queues[key]
+    return fault
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -735,6 +825,40 @@ def _split_repo_id(segments: list[str]) -> tuple[str, list[str]]:
     if len(segments) >= 2 and segments[1] not in _API_SUBPATHS:
         return f"{unquote(segments[0])}/{unquote(segments[1])}", segments[2:]
     return unquote(segments[0]) if segments else "", segments[1:]
+
+
+def _api_route(tail: list[str]) -> str | None:
+    """The route of ``/api/models/{repo}/...`` by what follows the repo id: refs, info, tree (or None)."""
+    match tail:
+        case [] | ["revision", _]:
+            return "info"
+        case ["tree", _, *_]:
+            return "tree"
+        case ["refs"]:
+            return "refs"
+    return None
+
+
+def _resolve_target(segments: list[str]) -> tuple[str, str, str] | None:
+    """``(repo_id, revision, path)`` of a ``/{repo}/resolve/{rev}/{path}`` URL path's segments (or None)."""
+    at = 2 if len(segments) > 2 and segments[2] == "resolve" else 1
+    if len(segments) < at + 3 or segments[at] != "resolve":
+        return None
+    repo_id = "/".join(unquote(part) for part in segments[:at])
+    return repo_id, unquote(segments[at + 1]), unquote("/".join(segments[at + 2 :]))
+
+
+def _request_route(path: str) -> tuple[str, str] | None:
+    """``(route, repo_id)`` of a URL path as the handler routes it: refs, info, tree or resolve (or None)."""
+    segments = path.split("/")[1:]
+    if segments[:1] == ["api"]:
+        if segments[1:2] != ["models"]:
+            return None
+        repo_id, tail = _split_repo_id(segments[2:])
+        route = _api_route(tail)
+        return (route, repo_id) if route is not None else None
+    target = _resolve_target(segments)
+    return ("resolve", target[0]) if target is not None else None
 
 
 def _is_true(value: str | None) -> bool:
@@ -902,17 +1026,27 @@ class _Handler(BaseHTTPRequestHandler):
         if segments[:1] != ["models"]:
             raise _HubError(404, "Not Found")
         repo_id, tail = _split_repo_id(segments[1:])
-        match tail:
-            case []:
-                self._model_info(method, repo_id, None, query)
-            case ["revision", revision]:
-                self._model_info(method, repo_id, unquote(revision), query)
-            case ["tree", revision, *rest]:
-                self._tree(method, repo_id, unquote(revision), unquote("/".join(rest)), query, path)
-            case ["refs"]:
-                self._send_json(method, self.hub._refs(repo_id, self._token()))
-            case _:
-                raise _HubError(404, "Not Found")
+        route = _api_route(tail)
+        if route is None:
+            raise _HubError(404, "Not Found")
+        if self._stalled_by_api_fault(method, repo_id, route):
+            return
+        if route == "refs":
+            self._send_json(method, self.hub._refs(repo_id, self._token()))
+        elif route == "tree":
+            self._tree(method, repo_id, unquote(tail[1]), unquote("/".join(tail[2:])), query, path)
+        else:
+            self._model_info(method, repo_id, unquote(tail[1]) if tail else None, query)
+
+    def _stalled_by_api_fault(self, method: str, repo_id: str, route: str) -> bool:
+        """Apply the API fault set for this call, if any: raise its error, or stall and return True."""
+        fault = self.hub._take_api_fault(repo_id, route, method)
+        if fault is None:
+            return False
+        if fault.kind != "stall":
+            raise _api_fault_error(fault, self._token())
+        self._cut("stall")  # nothing was sent: the client sees the connection close without a response
+        return True
 
     def _model_info(self, method: str, repo_id: str, revision: str | None, query: dict[str, str]) -> None:
         repo, commit = self.hub._repo_commit(repo_id, revision, self._token())
@@ -934,11 +1068,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(method, entries[start:end], headers)
 
     def _resolve(self, method: str, segments: list[str]) -> None:
-        at = 2 if len(segments) > 2 and segments[2] == "resolve" else 1
-        if len(segments) < at + 3 or segments[at] != "resolve":
+        target = _resolve_target(segments)
+        if target is None:
             raise _HubError(404, "Not Found")
-        repo_id = "/".join(unquote(part) for part in segments[:at])
-        revision, path = unquote(segments[at + 1]), unquote("/".join(segments[at + 2 :]))
+        repo_id, revision, path = target
         key = (repo_id, path)
         if method == "GET":
             self.hub._get_started(key)

@@ -641,3 +641,178 @@ def test_throttle_changes_apply_to_a_response_already_streaming(hub: HubServer) 
             received += sum(len(chunk) for chunk in chunks)
             assert time.monotonic() - sped_up < 1.5
         assert received == 100_000
+
+
+# ------------------------------------------------------------------------------- refs, API faults, counters
+
+
+def _branches_and_tags(api: HfApi) -> tuple[dict[str, str], dict[str, str]]:
+    refs = api.list_repo_refs(REPO)
+    return {b.name: b.target_commit for b in refs.branches}, {t.name: t.target_commit for t in refs.tags}
+
+
+def _call(api: HfApi, route: str) -> object:
+    """The huggingface_hub call that uses one API route of REPO."""
+    if route == "refs":
+        return api.list_repo_refs(REPO)
+    if route == "info":
+        return api.model_info(REPO)
+    return list(api.list_repo_tree(REPO))
+
+
+def test_list_repo_refs_shows_where_update_file_moved_each_branch(hub: HubServer) -> None:
+    first = hub.add_repo(REPO, FILES, tags={"v1.0": "main"})
+    dev = hub.add_repo(REPO, {"config.json": b"dev"}, branch="dev")
+    api = HfApi(endpoint=hub.url)
+    assert _branches_and_tags(api) == ({"main": first, "dev": dev}, {"v1.0": first})
+
+    main = hub.update_file(REPO, "config.json", b"{}")
+    assert _branches_and_tags(api) == ({"main": main, "dev": dev}, {"v1.0": first})  # the tag stays put
+    dev_2 = hub.update_file(REPO, "config.json", b"dev 2", branch="dev")
+    assert _branches_and_tags(api) == ({"main": main, "dev": dev_2}, {"v1.0": first})
+    assert hub.api_calls("refs", REPO) == 3
+
+
+@pytest.mark.parametrize("kind", ["500", "502", "503", "504", "429"])
+@pytest.mark.parametrize("route", ["refs", "info"])
+def test_api_status_faults_fail_single_attempt_calls(
+    hub: HubServer, sha: str, sleeps: list[float], route: str, kind: str
+) -> None:
+    hub.set_api_fault(REPO, route, kind)
+
+    with pytest.raises(HfHubHTTPError) as error:
+        _call(HfApi(endpoint=hub.url), route)
+
+    assert type(error.value) is HfHubHTTPError and error.value.response.status_code == int(kind)
+    assert hub.api_calls(route, REPO) == 1  # list_repo_refs and model_info make one attempt, no back-off
+    assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "waits"),
+    [("500", [1, 2, 4, 8, 8]), ("502", [1, 2, 4, 8, 8]), ("504", [1, 2, 4, 8, 8]), ("503", [2] * 5), ("429", [2] * 5)],
+)
+def test_api_status_faults_on_the_tree_are_retried_by_huggingface_hub(
+    hub: HubServer, sha: str, sleeps: list[float], kind: str, waits: list[float]
+) -> None:
+    hub.set_api_fault(REPO, "tree", kind)
+
+    with pytest.raises(HfHubHTTPError) as error:
+        _call(HfApi(endpoint=hub.url), "tree")
+
+    assert type(error.value) is HfHubHTTPError and error.value.response.status_code == int(kind)
+    assert hub.api_calls("tree", REPO) == 6  # list_repo_tree pages through http_backoff: 1 + 5 retries
+    assert sleeps == waits  # back-off, or Retry-After (1 s) + 1 s
+
+
+@pytest.mark.parametrize("route", ["refs", "info", "tree"])
+def test_api_404_fault_looks_like_a_missing_repo(hub: HubServer, sha: str, route: str) -> None:
+    hub.set_api_fault(REPO, route, "404")
+
+    for token, status in ((None, 401), ("hf_any", 404)):  # like the Hub: 401 when anonymous
+        with pytest.raises(RepositoryNotFoundError) as error:
+            _call(HfApi(endpoint=hub.url, token=token), route)
+        assert error.value.response.status_code == status
+    assert hub.api_calls(route, REPO) == 2
+
+
+@pytest.mark.parametrize(("kind", "retry_after"), [("429", "7"), ("503", "7"), ("500", None)])
+def test_api_429_and_503_send_retry_after(hub: HubServer, sha: str, kind: str, retry_after: str | None) -> None:
+    hub.set_api_fault(REPO, "refs", kind, retry_after=7)
+
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi(endpoint=hub.url).list_repo_refs(REPO)
+
+    assert error.value.response.headers.get("Retry-After") == retry_after
+
+
+def test_api_fault_times_counts_calls(hub: HubServer, sha: str, sleeps: list[float]) -> None:
+    api = HfApi(endpoint=hub.url)
+    hub.set_api_fault(REPO, "refs", "503", times=1)
+    hub.set_api_fault(REPO, "info", "500", times=2)
+    hub.set_api_fault(REPO, "tree", "502", times=2)
+
+    with pytest.raises(HfHubHTTPError):
+        api.list_repo_refs(REPO)
+    assert _branches_and_tags(api) == ({"main": sha}, {})
+    with pytest.raises(HfHubHTTPError):
+        api.model_info(REPO)
+    with pytest.raises(HfHubHTTPError):
+        api.model_info(REPO, revision="main")  # /revision/{rev} is the same route
+    assert api.model_info(REPO).sha == sha
+    assert len(list(api.list_repo_tree(REPO))) == 4  # the two 502s are retried
+    assert sleeps == [1, 2]
+
+    assert [hub.api_calls(route, REPO) for route in ("refs", "info", "tree")] == [2, 3, 3]
+
+
+def test_api_stall_answers_nothing(hub: HubServer, sha: str) -> None:
+    hub.stall_seconds = 0.3
+    hub.set_api_fault(REPO, "refs", "stall", times=1)
+    hub.set_api_fault(REPO, "info", "stall", times=1)
+    api = HfApi(endpoint=hub.url)
+
+    started = time.monotonic()
+    with pytest.raises(httpx2.RemoteProtocolError):  # no timeout: the server gives up after stall_seconds
+        api.list_repo_refs(REPO)
+    assert 0.25 < time.monotonic() - started < 3
+    with pytest.raises(httpx2.ReadTimeout):
+        api.model_info(REPO, timeout=0.1)
+
+    assert _branches_and_tags(api) == ({"main": sha}, {})
+    assert api.model_info(REPO).sha == sha
+
+
+def test_api_faults_are_per_repo_and_route_and_can_be_cleared(hub: HubServer, sha: str) -> None:
+    other = "acme/other"
+    hub.add_repo(other, {"config.json": b"{}"})
+    api = HfApi(endpoint=hub.url)
+    hub.set_api_fault(other, "refs", "500")
+    hub.set_api_fault(REPO, "tree", "404")
+
+    assert _branches_and_tags(api) == ({"main": sha}, {})  # another repo's fault
+    assert api.model_info(other).id == other  # another route's
+    hub.clear_faults()
+    assert api.list_repo_refs(other).branches
+    assert len(list(api.list_repo_tree(REPO))) == 4
+
+    hub.set_api_fault(REPO, "refs", "500")
+    hub.set_api_fault(REPO, "refs", "429", times=1)  # replaces the 500
+    with pytest.raises(HfHubHTTPError) as error:
+        api.list_repo_refs(REPO)
+    assert error.value.response.status_code == 429
+    assert api.list_repo_refs(REPO).branches
+
+    hub.set_api_fault(other, "refs", "500")
+    hub.remove_repo(other)
+    hub.add_repo(other, {"config.json": b"{}"})
+    assert api.list_repo_refs(other).branches  # remove_repo forgot its faults
+
+    with pytest.raises(ValueError, match="route"):
+        hub.set_api_fault(REPO, "commits", "500")
+    with pytest.raises(ValueError, match="kind"):
+        hub.set_api_fault(REPO, "refs", "reset")
+
+
+def test_api_calls_counts_requests_by_route_and_repo(hub: HubServer, sha: str, cache_dir: Path) -> None:
+    hub.add_repo("acme/other", {"config.json": b"{}"})
+    hub.tree_page_size = 2
+    api = HfApi(endpoint=hub.url)
+    api.list_repo_refs(REPO)
+    api.list_repo_refs("acme/other")
+    with pytest.raises(RepositoryNotFoundError):
+        api.list_repo_refs("acme/nope")  # failed calls count too
+    api.model_info(REPO)
+    api.model_info(REPO, revision=sha)
+    list(api.list_repo_tree(REPO, recursive=True))  # 2 folders and 4 files: 3 pages
+    hf_hub_download(REPO, "config.json", cache_dir=cache_dir)  # a HEAD and a GET
+
+    assert [hub.api_calls(route, REPO) for route in ("refs", "info", "tree", "resolve")] == [1, 2, 3, 2]
+    assert [hub.api_calls("refs"), hub.api_calls("refs", "acme/nope"), hub.api_calls("info", "acme/other")] == [3, 1, 0]
+    with pytest.raises(ValueError, match="route"):
+        hub.api_calls("commits")
+
+    hub.wait_idle()
+    hub.reset_requests()
+    assert (hub.requests, hub.range_requests, hub.get_counts, hub.bytes_served) == ([], [], {}, {})
+    assert hub.api_calls("refs") == 0
