@@ -1050,7 +1050,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _model_info(self, method: str, repo_id: str, revision: str | None, query: dict[str, str]) -> None:
         repo, commit = self.hub._repo_commit(repo_id, revision, self._token())
-        self._send_json(method, _model_info(repo, commit, with_blobs=_is_true(query.get("blobs"))))
+        info = _model_info(repo, commit, with_blobs=_is_true(query.get("blobs")))
+        expand = [value for key, value in parse_qsl(urlsplit(self.path).query) if key == "expand"]
+        if expand:  # as the Hub: only the properties asked for (with the id), no file list
+            info = {key: value for key, value in info.items() if key in {"_id", "id", *expand}}
+        self._send_json(method, info)
 
     def _tree(
         self, method: str, repo_id: str, revision: str, path: str, query: dict[str, str], url_path: str

@@ -17,7 +17,7 @@ from app.core import snapshot
 from app.core.errors import ModelDepotError, StateUnavailableError
 from app.core.jobqueue import JobQueue
 from app.core.keys import Keys
-from app.core.records import Status
+from app.core.records import ModelRecord, Status
 from app.core.settings import Settings, get_settings
 from app.core.store import Change, Mutation, Store, Tally
 from workers.download import cache
@@ -102,3 +102,28 @@ class WorkerContext:
         except (ModelDepotError, OSError):
             log.exception("could not delete the partial files of %s", repo_id)
             return 0
+
+    def drop_revision(self, repo_id: str, commit: str, *, keep_for: str) -> int:
+        """Delete one revision's files that no other revision links (an update's old one), unless a record other
+        than ``keep_for`` still names that commit; return the bytes freed."""
+        if any(n != keep_for and m.get("repo_id") == repo_id and m.get("commit") == commit
+               for n, m in self.store.read_state().models.items()):
+            return 0
+        try:
+            return cache.delete_revision(repo_id, commit, cache_dir=self.models_dir)
+        except (ModelDepotError, OSError):
+            log.exception("could not delete revision %s of %s", commit[:12], repo_id)
+            return 0
+
+    def abandon_update(self, record: ModelRecord, new_commit: str | None, *, discard: bool) -> None:
+        """An update that failed or was cancelled: ``record`` is ready at its old commit again, so its branch
+        names that commit; a cancelled one (``discard``) also loses what it fetched of ``new_commit``."""
+        assert record.commit is not None
+        try:
+            cache.point_ref(record.repo_id, record.branch, record.commit, cache_dir=self.models_dir)
+        except (ModelDepotError, OSError):
+            log.exception("could not point %s of %s back at %s", record.branch, record.repo_id, record.commit[:12])
+        if discard and new_commit and new_commit != record.commit:
+            self.drop_revision(record.repo_id, new_commit, keep_for=record.name)
+            self.discard_stale_partials(record.repo_id, keep_for=record.name)
+

@@ -42,12 +42,20 @@ def on_download_success(job: Job, connection: redis.Redis, result: Any) -> None:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
         record = owned(current, job.id).ready(commit=done.commit, size_bytes=done.size_bytes,
                                               bytes_total=done.bytes_total, files_total=done.files_total)
-        return record, LogEntry("worker", f"{name} is ready: {human_bytes(done.size_bytes)} at "
-                                          f"commit {done.commit[:7]} in {duration:.1f}s")
+        return record, LogEntry("worker", _ready_line(name, done, duration))
 
     tally = Tally({"downloads_succeeded": 1, "bytes_downloaded": done.bytes_needed}, duration_s=duration)
     ctx.update(name, mutate, tally=tally)
     ctx.persist()
+
+
+def _ready_line(name: str, done: Downloaded, duration: float) -> str:
+    if done.previous is None:
+        return f"{name} is ready: {human_bytes(done.size_bytes)} at commit {done.commit[:7]} in {duration:.1f}s"
+    if done.previous == done.commit:
+        return f"{name} is up to date at commit {done.commit[:7]}; nothing to update"
+    return (f"updated {name} from {done.previous[:7]} to {done.commit[:7]}: fetched {human_bytes(done.bytes_needed)}, "
+            f"freed {human_bytes(done.freed_bytes)} of the old revision, in {duration:.1f}s")
 
 
 def on_download_failure(job: Job, connection: redis.Redis, exc_type: type[BaseException] | None,
@@ -74,15 +82,19 @@ def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: s
     """Move a download to ``failed``/``cancelled``/``paused`` and persist the snapshot; a cancelled one's
     partial files are deleted. False if the record no longer belongs to the job or is no longer under way."""
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        record = owned(current, job_id).stopped(status, reason)
-        return record, LogEntry("worker", _ending_line(name, status, reason), level="error" if reason else "info")
+        before = owned(current, job_id)
+        record = before.stopped(status, reason)
+        line = _ending_line(name, status, reason, fell_back_to=record.commit if before.update_from else None)
+        return record, LogEntry("worker", line, level="error" if reason else "info")
 
     counter = _ENDING_COUNTERS[status]
     change = ctx.update(name, mutate, tally=Tally({counter: 1}) if counter else None)
     if change is None:
         return False
-    record = change.record
-    if status is Status.CANCELLED:
+    record, before = change.record, change.before
+    if before is not None and before.update_from is not None and record.status is Status.READY:
+        ctx.abandon_update(record, before.commit, discard=status is Status.CANCELLED)
+    elif status is Status.CANCELLED:
         ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
     ctx.persist()
     return True
@@ -91,7 +103,10 @@ def finish(ctx: WorkerContext, name: str, job_id: str, status: Status, reason: s
 _ENDING_COUNTERS = {Status.FAILED: "downloads_failed", Status.CANCELLED: "downloads_cancelled", Status.PAUSED: ""}
 
 
-def _ending_line(name: str, status: Status, reason: str | None) -> str:
+def _ending_line(name: str, status: Status, reason: str | None, *, fell_back_to: str | None = None) -> str:
+    if fell_back_to is not None and status is not Status.PAUSED:
+        why = f"failed: {reason}" if reason else "was cancelled"
+        return f"the update of {name} {why}; it stays ready at commit {fell_back_to[:7]}"
     if status is Status.PAUSED:
         return f"paused download of {name}; its partial files are kept for Resume"
     if reason:

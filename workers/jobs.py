@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from rq import get_current_job
@@ -13,13 +13,14 @@ from rq.job import Job
 from app.core.errors import DownloadError, JobCancelledError
 from app.core.records import ModelRecord, Status, Unchanged, owned
 from app.core.store import LogEntry, Tally
-from app.core.units import human_bytes
+from workers import removal
 from workers.context import WorkerContext
 from workers.download import cache, hub
 from workers.download.plan import DownloadPlan
 from workers.download.transfer.claims import PartialClaims
 from workers.download.transfer.engine import Transfer, TransferOptions
 from workers.heartbeat import Heartbeat
+from workers.lifecycle import room, updates
 from workers.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ class Downloaded:
     bytes_needed: int
     """Bytes fetched from the Hub by this attempt (the rest were on the volume already)."""
     started_at: float
+    previous: str | None = None
+    """The commit an update replaced (None for a plain download)."""
+    freed_bytes: int = 0
+    """Bytes of the replaced revision's files no other revision uses, deleted once the new one was verified."""
 
     def to_result(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,7 +56,7 @@ class Downloaded:
             return None
         if not isinstance(result, dict):
             raise TypeError(f"a download job's result is a JSON object, not {type(result).__name__}")
-        return cls(**{f.name: result[f.name] for f in fields(cls)})
+        return cls(**{f.name: result[f.name] for f in fields(cls) if f.name in result})
 
 
 def _current_job() -> Job:
@@ -76,11 +81,9 @@ def download_job(name: str) -> dict[str, Any] | None:
             log.info("%s no longer waits for job %s; nothing to do", name, job.id)
             return None
         started = time.time()
-        plan = hub.plan_download(record.repo_id, revision=record.revision,
-                                 allow_patterns=record.allow_patterns, ignore_patterns=record.ignore_patterns,
-                                 cache_dir=ctx.models_dir, token=None, endpoint=None)
-        _record_plan(ctx, name, job.id, plan)
-        hub.check_free_space(plan, ctx.models_dir)
+        previous = record.update_from.commit if record.update_from else None
+        plan = _plan(ctx, record, update=previous is not None)
+        room.reserve(ctx, name, plan, record_plan=lambda: _record_plan(ctx, name, job.id, plan))
         reporter = ProgressReporter(ctx.store, name, job.id, interval=settings.progress_interval)
         claims = PartialClaims(job.connection, ctx.keys, job.id, ttl=settings.heartbeat_ttl)
         Transfer(plan, cache_dir=ctx.models_dir, claims=claims, options=TransferOptions.from_settings(settings),
@@ -88,9 +91,22 @@ def download_job(name: str) -> dict[str, Any] | None:
         if reporter.cancel_requested:
             raise JobCancelledError(f"download of {name} cancelled")
         ctx.discard_stale_partials(plan.repo_id, keep_for=name)
+        freed = 0
+        if previous is not None and previous != plan.commit:
+            freed = ctx.drop_revision(plan.repo_id, previous, keep_for=name)
         size = cache.size_on_disk(plan.repo_id, plan.commit, ctx.models_dir)
         return Downloaded(plan.commit, size, plan.bytes_total, plan.files_total, plan.bytes_needed,
-                          started).to_result()
+                          started, previous, freed).to_result()
+
+
+def _plan(ctx: WorkerContext, record: ModelRecord, *, update: bool) -> DownloadPlan:
+    """What to fetch. An update plans the branch's new commit by its id, so ``refs/<branch>`` keeps naming the old
+    revision until the transfer has verified every file of the new one (the engine moves it then)."""
+    revision = hub.resolve_commit(record.repo_id, record.revision) if update else record.revision
+    plan = hub.plan_download(record.repo_id, revision=revision, allow_patterns=record.allow_patterns,
+                             ignore_patterns=record.ignore_patterns, cache_dir=ctx.models_dir, token=None,
+                             endpoint=None)
+    return replace(plan, revision=record.revision) if update else plan
 
 
 def _claim(ctx: WorkerContext, name: str, job_id: str) -> ModelRecord | None:
@@ -115,46 +131,9 @@ def _record_plan(ctx: WorkerContext, name: str, job_id: str, plan: DownloadPlan)
 def remove_job(name: str, stopping_job_id: str | None = None) -> dict[str, Any] | None:
     """Delete the files of record ``name`` and drop it from the list; None if it no longer waits for this job."""
     job = _current_job()
-    ctx = WorkerContext.for_connection(job.connection)
-    record = ctx.store.get(name)
-    if record is None or record.status is not Status.REMOVING or not record.owned_by(job.id):
-        log.info("%s is not waiting for removal job %s; nothing to do", name, job.id)
-        return None
-    settings = ctx.settings
-    try:
-        with Heartbeat(job.connection, ctx.keys, job.id, interval=settings.heartbeat_interval,
-                       ttl=settings.heartbeat_ttl):
-            _wait_for_download_to_stop(ctx, stopping_job_id)
-            freed = ctx.discard_partial(record.repo_id, record.commit, keep_for=name)
-    except Exception as e:
-        _fail_removal(ctx, name, job.id, e)
-        raise
-
-    def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        owned(current, job.id)
-        return None, LogEntry("worker", f"removed {name}, freed {human_bytes(freed)}")
-
-    ctx.update(name, mutate)
-    ctx.persist()
-    return {"freed_bytes": freed}
-
-
-def _wait_for_download_to_stop(ctx: WorkerContext, job_id: str | None, timeout: float = 30.0) -> None:
-    """Give a cancelled download's work-horse time to die before its files are deleted."""
-    if job_id is None:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and ctx.jobs.is_alive(job_id):
-        time.sleep(0.2)
-
-
-def _fail_removal(ctx: WorkerContext, name: str, job_id: str, error: Exception) -> None:
-    def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
-        record = owned(current, job_id).removal_failed(f"remove failed: {error}. Try Remove again.")
-        return record, LogEntry("worker", f"could not remove {name}: {error}", level="error")
-
-    ctx.update(name, mutate)
-    ctx.persist()
+    freed = removal.remove(WorkerContext.for_connection(job.connection), name, job.id,
+                           stopping_job_id=stopping_job_id)
+    return None if freed is None else {"freed_bytes": freed}
 
 
 def discard_partial_job(repo_id: str, commit: str | None) -> dict[str, Any]:
@@ -162,6 +141,14 @@ def discard_partial_job(repo_id: str, commit: str | None) -> dict[str, Any]:
     job = _current_job()
     ctx = WorkerContext.for_connection(job.connection)
     return {"freed_bytes": ctx.discard_partial(repo_id, commit, keep_for="")}
+
+
+def check_updates_job(names: list[str] | None = None) -> dict[str, Any]:
+    """Ask the Hub whether the branches of ``names`` (None: every model that follows one) moved."""
+    job = _current_job()
+    ctx = WorkerContext.for_connection(job.connection)
+    summary = updates.check_models(ctx, updates.followed(ctx) if names is None else names)
+    return {"checked": summary.checked, "updates": summary.updates, "errors": summary.errors}
 
 
 def verify_job(name: str) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ Partial files are swept only when no record may resume them and they are older t
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from app.core.records import ModelRecord, Status, Unchanged
 from app.core.store import LogEntry
@@ -30,7 +31,7 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
 
 def _adopt(ctx: WorkerContext) -> int:
     models = ctx.store.read_state().models
-    known = {(m.get("repo_id"), m.get("commit")) for m in models.values()}
+    known = {(m.get("repo_id"), commit) for m in models.values() for commit in _commits(m)}
     adopted = 0
     for cached in cache.scan_models(ctx.models_dir):
         if (cached.repo_id, cached.commit) in known:
@@ -46,6 +47,13 @@ def _adopt(ctx: WorkerContext) -> int:
         models[name] = record.to_dict()
         adopted += 1
     return adopted
+
+
+def _commits(record: dict[str, Any]) -> set[str | None]:
+    """Commits a record accounts for on disk: its own, the one an update replaces, and the newest one of its
+    branch (what a failed update left of it is the record's, not a model of its own)."""
+    previous = record.get("update_from") or {}
+    return {record.get("commit"), previous.get("commit"), record.get("latest_commit")}
 
 
 def _flag_vanished(ctx: WorkerContext) -> int:

@@ -17,6 +17,7 @@ from app.core.settings import get_settings
 from workers import hooks, jobs
 from workers.context import WorkerContext
 from workers.download import hub
+from workers.lifecycle.upkeep import Upkeep
 from workers.reconcile import reconcile
 from workers.safety import SafeJob
 from workers.watchdog import Watchdog
@@ -56,15 +57,19 @@ def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name:
 
 
 def _run_once(kinds: Sequence[str], *, burst: bool, name: str | None, watchdog: bool) -> None:
-    """Adopt models on disk, then work the queues while a watchdog looks for dead downloads."""
+    """Adopt models on disk, then work the queues while a watchdog looks for dead downloads and the upkeep
+    thread reads last use and checks for updates."""
     worker = build_worker(kinds, name=name)
     ctx = WorkerContext.for_connection(worker.connection)
     seed_from_snapshot(ctx.store, ctx.state_file)
     log.info("reconciled the models dir: %s", reconcile(ctx))
     dog = Watchdog(ctx.store, ctx.jobs, ctx.settings, persist=ctx.persist)
+    upkeep = Upkeep(ctx)
     if watchdog:
         dog.start()
+        upkeep.start()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
     finally:
         dog.stop()
+        upkeep.stop()

@@ -21,7 +21,7 @@ import redis
 
 from app.core import eviction, snapshot, volume
 from app.core.connection import connect
-from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError, StateUnavailableError
+from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.keys import Keys
 from app.core.quota import Limits, RoomPlan, Victim, eviction_order, plan_prune
@@ -494,8 +494,7 @@ class Controller:
         limits = Limits.from_settings(self.settings)
         if dry_run:
             return Pruned(self._prune_plan(models_dir, limits), (), True)
-        lock = self.store.room_lock()
-        with _held(lock):
+        with self.store.holding_room(wait_s=30):
             plan = self._prune_plan(models_dir, limits)
             removing = tuple(v.name for v in plan.victims if self._evict(v, limits, requested_by))
         if removing:
@@ -597,7 +596,7 @@ def _already(record: ModelRecord) -> Outcome:
     name = record.name
     if record.status is Status.READY:
         return Outcome(name, f"{name} is already ready at commit {(record.commit or '')[:7]}; nothing to do. "
-                             "To fetch a newer commit, remove it and download again.", False)
+                             "To fetch a newer commit of its branch, update it.", False)
     return Outcome(name, f"{name} is already {record.status.value}.", False, record.job_id)
 
 
@@ -607,27 +606,6 @@ def _update_span(record: ModelRecord) -> str:
     if record.update_available and record.latest_commit:
         return f" from {old} to {record.latest_commit[:7]}"
     return f" from {old} to the newest commit of {record.branch}"
-
-
-class _held:
-    """``with`` a Redis lock, its errors converted: a lock not obtained in time is a clear, retryable error."""
-
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        try:
-            acquired = self.lock.acquire()
-        except redis.RedisError as e:
-            raise StateUnavailableError(f"Redis is unreachable ({type(e).__name__}); try again.") from e
-        if not acquired:
-            raise ConflictError("Another prune or eviction is running; try again in a minute.")
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.lock.release()
-        except redis.RedisError:
-            log.warning("could not release the room lock; it expires by itself")
 
 
 def _now() -> float:

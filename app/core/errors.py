@@ -109,6 +109,10 @@ class DiskFullError(DownloadError):
     """Not enough free space on the models volume."""
 
 
+class NoRoomError(DiskFullError):
+    """A download does not fit the models quota, the disk's high watermark or its free space."""
+
+
 class IntegrityError(DownloadError):
     """A downloaded file does not match the Hub's checksum."""
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.records import ModelRecord, Status, disk_bytes
+from app.core.records import Status, disk_bytes, idle_since
 from app.core.settings import Settings
 from app.core.units import human_age, human_bytes
 from app.core.volume import Usage
@@ -126,12 +126,12 @@ def eviction_order(records: Iterable[Mapping[str, Any]], *, min_idle_s: float, n
     """Ready, unpinned models unused for ``min_idle_s``, least recently used first (never ``skip_repo``'s,
     whose blobs the download may share)."""
     victims = []
-    for raw in records:
-        record = ModelRecord.model_validate(raw)
-        if record.status is not Status.READY or record.pinned or record.repo_id == skip_repo:
+    for record in records:
+        if record.get("status") != Status.READY or record.get("pinned") or record.get("repo_id") == skip_repo:
             continue
-        if now - record.idle_since >= min_idle_s:
-            victims.append(Victim(record.name, disk_bytes(raw), record.idle_since))
+        since = idle_since(record)
+        if now - since >= min_idle_s:
+            victims.append(Victim(str(record.get("name")), disk_bytes(record), since))
     return sorted(victims, key=lambda v: (v.idle_since, v.name))
 
 
@@ -142,7 +142,8 @@ def plan_room(name: str, need: int, usage: Usage, records: Iterable[Mapping[str,
     rows = list(records)
     delta = reserved_bytes(rows, exclude=name) + need - freeing_bytes(rows)
     short_of_free = delta - usage.free
-    excesses: list[tuple[float, str, int]] = [(short_of_free, "the free space of the volume", excess_left(need, short_of_free))]
+    free = (short_of_free, "the free space of the volume", excess_left(need, short_of_free))
+    excesses: list[tuple[float, str, int]] = [free]
     target = 0
     if limits.quota is not None:
         excess = usage.models_bytes + delta - limits.quota

@@ -237,7 +237,8 @@ class ModelRecord(BaseModel):
     @property
     def idle_since(self) -> float:
         """When the model was last used, falling back to when it was downloaded (no access time read yet)."""
-        return self.last_used_at or self.finished_at or self.requested_at or self.updated_at
+        return idle_since({"last_used_at": self.last_used_at, "finished_at": self.finished_at,
+                           "requested_at": self.requested_at, "updated_at": self.updated_at})
 
     def claim(self) -> ModelRecord:
         """queued -> downloading, by the job it waits for; Unchanged once it is asked to stop or stopped."""
@@ -472,6 +473,16 @@ def disk_bytes(record: Mapping[str, Any]) -> int:
     if size or record.get("status") not in (Status.QUEUED, Status.DOWNLOADING, Status.PAUSED, Status.FAILED):
         return size
     return int(record.get("bytes_done") or 0)
+
+
+def idle_since(record: Mapping[str, Any]) -> float:
+    """When a model was last used: the latest access time the usage scan read, else (none read yet, or a volume
+    mounted noatime) when it was downloaded. Eviction's order, the page's "last used" and the metrics' idle age."""
+    for key in ("last_used_at", "finished_at", "requested_at", "updated_at"):
+        value = record.get(key)
+        if value:
+            return float(value)
+    return 0.0
 
 
 def check_transition(name: str, old: Status | None, new: Status | None) -> None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis.lock import Lock
 
-from app.core.errors import StateUnavailableError
+from app.core.errors import ConflictError, StateUnavailableError
 from app.core.keys import Keys
 from app.core.records import TRANSIENT, ModelRecord, Unchanged, check_transition
 from app.core.settings import Settings
@@ -25,6 +26,7 @@ from app.core.settings import Settings
 log = logging.getLogger(__name__)
 
 ANY = "\x00any"  # expected value that skips the compare step (seeding, forced writes)
+_ROOM_LOCK_TTL_S = 300
 SYSTEM_USER = "modeldepot"
 """Who a log line names when no user is behind it."""
 
@@ -305,10 +307,48 @@ class Store:
         behind until it expires."""
         return Lock(self.redis, self.keys.watchdog_lock, timeout=10, blocking=False)
 
-    def room_lock(self, *, wait_s: float = 120.0) -> Lock:
-        """The lock one room check, eviction or prune at a time holds across the cluster, so two of them never
-        count the same free bytes (or evict the same ones). It expires if its holder dies."""
-        return Lock(self.redis, self.keys.room_lock, timeout=120, blocking_timeout=wait_s)
+    @contextmanager
+    def holding_room(self, *, wait_s: float = 120.0) -> Iterator[None]:
+        """Hold the lock one room check, eviction or prune at a time holds across the cluster, so two of them
+        never count the same free bytes (or evict the same ones). It expires if its holder dies.
+
+        Raises:
+            ConflictError: another holder kept it for ``wait_s`` seconds.
+            StateUnavailableError: Redis cannot be reached.
+        """
+        lock = Lock(self.redis, self.keys.room_lock, timeout=_ROOM_LOCK_TTL_S, blocking_timeout=wait_s)
+        with redis_errors():
+            acquired = lock.acquire()
+        if not acquired:
+            raise ConflictError("Another room check, eviction or prune is running; try again in a minute.")
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except redis.RedisError:  # expired or Redis gone: it frees itself
+                log.warning("could not release the room lock; it expires by itself")
+
+    def take_upkeep_turn(self, interval_s: float) -> bool:
+        """True for the first process to ask within ``interval_s``: one upkeep pass per interval in the cluster."""
+        with redis_errors():
+            return bool(self.redis.set(self.keys.upkeep_turn, self.sender, nx=True, px=int(interval_s * 1000)))
+
+    def usage_scan_due(self, interval_s: float) -> bool:
+        """True once per ``interval_s`` across the cluster: whoever asks first runs the usage scan."""
+        with redis_errors():
+            return bool(self.redis.set(self.keys.usage_scan_due, self.sender, nx=True, px=int(interval_s * 1000)))
+
+    def hub_backoff_s(self) -> float:
+        """Seconds every update checker still waits because the Hub answered 429 (0: none)."""
+        with redis_errors():
+            left = int(self.redis.pttl(self.keys.hub_backoff))
+        return max(0, left) / 1000
+
+    def back_off_hub(self, seconds: float) -> None:
+        """Make every update checker in the cluster wait ``seconds`` (the Hub's ``Retry-After``)."""
+        with redis_errors():
+            self.redis.set(self.keys.hub_backoff, "429", px=max(1, int(seconds * 1000)))
 
     def save_snapshot(self, document: str, version: int) -> bool:
         """Store the JSON snapshot for ops unless Redis already has a newer one."""

@@ -3,12 +3,16 @@
 Counters come from the cluster-wide ``Keys.metrics`` hash that workers ``HINCRBY``, so every UI worker
 reports the same totals: aggregate them with ``max`` across instances, not ``sum``. The job duration
 histogram is computed from the ``Keys.durations`` list, which keeps the latest ``store.DURATIONS_KEPT`` durations only.
+
+No metric names a model: the endpoint is open to scrapers. Ready models are counted by idle age instead
+(``ModelRecord.idle_since``: last use, else the download time).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import redis
@@ -17,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from app.core.errors import ModelDepotError
+from app.core.records import RecordView, Status, disk_bytes, idle_since
 from app.core.status import list_workers, live_workers, models_by_status, volume_info
 
 if TYPE_CHECKING:
@@ -31,7 +36,13 @@ COUNTERS = {
     "downloads_failed": "Downloads that ended failed.",
     "downloads_cancelled": "Downloads cancelled by a user.",
     "bytes_downloaded": "Bytes fetched from the Hub by finished downloads.",
+    "evictions": "Models removed by quota eviction to make room.",
+    "evicted_bytes": "Bytes freed by quota eviction.",
 }
+_DAY = 86400.0
+IDLE_AGES = (("lt_1d", _DAY), ("1d_7d", 7 * _DAY), ("7d_30d", 30 * _DAY), ("30d_90d", 90 * _DAY),
+             ("ge_90d", float("inf")))
+"""The ``age`` label of the idle metrics and the exclusive upper bound of each bucket."""
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
 
 
@@ -61,6 +72,11 @@ class DepotCollector(Collector):
         for status, count in models_by_status(controller.models).items():
             models.add_metric([status], count)
         yield models
+        yield from idle_metrics(controller.models.values(), now=time.time())
+        yield _gauge("models_pinned", "Pinned models (never evicted).",
+                     sum(1 for r in controller.models.values() if r.get("pinned")))
+        yield _gauge("models_update_available", "Ready models whose branch has a newer commit on the Hub.",
+                     sum(1 for r in controller.models.values() if r.get("update_available")))
         yield _gauge("replica_version", "State version this process's replica holds.", controller.version)
         yield _gauge("replica_version_lag", "Versions this replica is behind Redis.", controller.version_lag)
         yield _gauge("replica_in_sync", "1 while the replica follows Redis live.", float(controller.in_sync))
@@ -88,6 +104,33 @@ class DepotCollector(Collector):
             alive.add_metric([queue.name], live_workers(workers, queue.name))
         yield depth
         yield alive
+
+
+def idle_buckets(records: Iterable[RecordView], *, now: float) -> dict[str, tuple[int, int]]:
+    """Ready models by how long they have been idle: ``age`` label -> (count, bytes); every label is present."""
+    buckets = {label: (0, 0) for label, _ in IDLE_AGES}
+    for record in records:
+        if record.get("status") != Status.READY:
+            continue
+        idle = now - idle_since(record)
+        label = next(label for label, bound in IDLE_AGES if idle < bound)
+        count, size = buckets[label]
+        buckets[label] = (count + 1, size + disk_bytes(record))
+    return buckets
+
+
+def idle_metrics(records: Iterable[RecordView], *, now: float) -> Iterator[Metric]:
+    """``modeldepot_models_idle{age}`` and ``modeldepot_models_idle_bytes{age}`` (ready models only)."""
+    buckets: Mapping[str, tuple[int, int]] = idle_buckets(records, now=now)
+    counts = GaugeMetricFamily(f"{PREFIX}_models_idle", "Ready models by time since last use (else download).",
+                               labels=["age"])
+    sizes = GaugeMetricFamily(f"{PREFIX}_models_idle_bytes", "Bytes of ready models by time since last use.",
+                              labels=["age"])
+    for label, (count, size) in buckets.items():
+        counts.add_metric([label], count)
+        sizes.add_metric([label], size)
+    yield counts
+    yield sizes
 
 
 def duration_histogram(durations: list[float]) -> HistogramMetricFamily:

@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import set_client_factory
 from huggingface_hub.utils._http import default_client_factory
 
-from app.core.errors import DiskFullError, HubNetworkError
+from app.core.errors import HubNetworkError
 from tests.download.repos import CONFIG, FILES, MODEL_SIZE, new_repo
 from tests.hubserver import HubServer
 from workers.download import hub
@@ -56,16 +56,6 @@ def test_plan_applies_patterns_and_revisions(hf: HubServer, models: Path) -> Non
     assert [f.path for f in ignored.files] == ["model.safetensors"]
     assert hub.plan_download(repo_id, revision=first, cache_dir=models).files_total == 2
     assert hub.plan_download(repo_id, revision="v2", cache_dir=models).commit == second
-
-
-def test_check_free_space(hf: HubServer, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo_id, _ = new_repo(hf)
-    plan = hub.plan_download(repo_id, cache_dir=models)
-    hub.check_free_space(plan, models)
-
-    monkeypatch.setattr(hub, "free_bytes", lambda _: 1_500)
-    with pytest.raises(DiskFullError, match=r"needs 300\.0 kB more .* has 1\.5 kB free"):
-        hub.check_free_space(plan, models)
 
 
 def test_stalled_api_call_gives_up_with_configured_timeout(

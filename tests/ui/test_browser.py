@@ -183,7 +183,8 @@ def test_bad_input_and_viewer_role_in_the_page(ui_settings: Settings, users_file
     page.click("button[type=submit]")
     page.wait_for_selector(row("org/ready"))
     assert "Signed in as bob (viewer)" in page.inner_text("#md-user")
-    for button in ("#md-download", "#md-remove", "#md-cancel", "#md-retry"):
+    for button in ("#md-download", "#md-remove", "#md-cancel", "#md-retry", "#md-update", "#md-pin", "#md-unpin",
+                   "#md-check", "#md-check-all"):
         assert page.is_disabled(button), button
     page.screenshot(path=str(artifacts / "viewer.png"), full_page=True)
     page.goto(server.url + "/logout")
@@ -201,6 +202,12 @@ def test_bad_input_and_viewer_role_in_the_page(ui_settings: Settings, users_file
     page.click("#md-retry")
     page.wait_for_selector("#md-action-status [role=alert]")
     assert "only failed or cancelled downloads can be retried" in page.inner_text("#md-action-status")
+    page.click("#md-pin")
+    page.wait_for_selector(f"{row('org/ready')} .md-badge-pin")
+    assert page.inner_text("#md-action-status").startswith("Pinned org/ready")
+    page.click("#md-update")
+    page.wait_for_selector("#md-action-status [role=alert]")
+    assert "only a ready model can be updated" in page.inner_text("#md-action-status")
     page.fill("#md-filter textarea, #md-filter input", "nothing-like-this")
     page.wait_for_selector("#md-table .md-empty")
     page.fill("#md-log-filter textarea, #md-log-filter input", "alice")

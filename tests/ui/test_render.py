@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from app.core.controller import Room
+from app.core.quota import Limits, plan_prune
 from app.core.records import retry_text
 from app.core.units import human_bytes, human_duration
-from app.web.ui.disk import read_usage, render_disk
+from app.core.volume import Usage
+from app.web.ui.disk import render_disk
 from app.web.ui.format import split_patterns
 from app.web.ui.live import LiveView
 from app.web.ui.logs import log_tag, render_logs
@@ -109,15 +112,22 @@ def test_disk_panel_with_and_without_the_volume() -> None:
     records = [record("org/a", size_bytes=3_000_000_000)]
     assert "not mounted on this UI worker" in render_disk(None, records)
     assert "3.0 GB" in render_disk(None, records)
-    html = render_disk({"total": 100 * 10**9, "used": 25 * 10**9, "free": 75 * 10**9,
-                        "models_bytes": 3 * 10**9}, records)
+    usage = Usage(total=100 * 10**9, used=25 * 10**9, free=75 * 10**9, models_bytes=3 * 10**9, partial_bytes=0)
+    room = Room(usage=usage, limits=Limits(), prune=plan_prune(usage, records, Limits()), next_victims=(),
+                atime_mode="relatime")
+    html = render_disk(room, records)
     assert "75.0 GB free of 100.0 GB (25% used)" in html
 
-    class Broken:
-        def disk_usage(self) -> dict[str, int]:
-            raise OSError("gone")
 
-    assert read_usage(Broken()) is None and read_usage(object()) is None
+def test_an_unreadable_volume_shows_as_not_mounted(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeController()
+
+    def broken() -> Room | None:
+        raise OSError("gone")
+
+    fake.room = broken  # type: ignore[method-assign]
+    assert "not mounted on this UI worker" in LiveView(fake).view(TableQuery())[2]  # type: ignore[arg-type]
+    assert "could not read the models volume" in caplog.text
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -154,6 +164,9 @@ class FakeController:
 
     def get_logs(self) -> list[str]:
         return list(self.lines)
+
+    def room(self) -> Room | None:
+        return None  # the models volume is not mounted here
 
 
 def run_now(coroutine: Any) -> Any:

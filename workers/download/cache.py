@@ -133,8 +133,9 @@ def is_present(repo_id: str, commit: str, cache_dir: Path, *, files: Collection[
 def delete_revision(repo_id: str, commit: str | None, *, cache_dir: Path) -> int:
     """Delete one revision (every revision when ``commit`` is None) of ``repo_id``; return the bytes freed.
 
-    Also removes the repo's leftover ``*.incomplete`` files, and its folder once no revision is left. Do not
-    run it while the same repo is downloading: the download's partial file would be removed.
+    Blobs another revision still links to stay. Deleting every revision also removes the repo's ``*.incomplete``
+    files and its folder: do not do that while the repo is downloading. Deleting one revision leaves partial
+    files alone (another record of the repo may be resuming them; the sweep takes stale ones).
 
     Raises:
         InvalidModelNameError: ``repo_id`` is not ``org/name``.
@@ -149,9 +150,37 @@ def delete_revision(repo_id: str, commit: str | None, *, cache_dir: Path) -> int
     if not folder.is_dir():
         return 0
     _repair(folder, root)
-    freed = _remove_incomplete(folder, root, older_than_s=0.0)
+    freed = _remove_incomplete(folder, root, older_than_s=0.0) if commits is None else 0
     freed += _delete_revisions(root, folder, commits)
     return freed + _prune(folder, root)
+
+
+def point_ref(repo_id: str, branch: str, commit: str, *, cache_dir: Path) -> None:
+    """Make ``refs/<branch>`` name ``commit`` again if its snapshot is on the volume (an update's dry run moves
+    the ref to the new commit before any of its files is there; offline loaders must keep finding the old one)."""
+    if not snapshot_dir(repo_id, commit, cache_dir).is_dir():
+        return
+    folder = repo_dir(repo_id, cache_dir)
+    ref = _inside(cache_dir.resolve(), folder / "refs" / _checked_relative(branch))
+    if ref.is_file() and ref.read_text().strip() == commit:
+        return
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit)
+
+
+def last_access(repo_id: str, commit: str, cache_dir: Path) -> float | None:
+    """The latest access time of the files of one snapshot (their blobs, through the links), read with ``stat``
+    only; None when the snapshot is not there. The signal ``hf cache ls --filter "accessed>30d"`` uses."""
+    snapshot = snapshot_dir(repo_id, commit, cache_dir)
+    latest: float | None = None
+    for folder, _, names in os.walk(snapshot):
+        for name in names:
+            try:
+                atime = os.stat(os.path.join(folder, name)).st_atime
+            except OSError:  # a dangling link: reconcile flags it
+                continue
+            latest = atime if latest is None else max(latest, atime)
+    return latest
 
 
 def delete_files(repo_id: str, commit: str, paths: Iterable[str], *, cache_dir: Path) -> int:

@@ -26,10 +26,9 @@ from huggingface_hub import HfApi, set_client_factory, snapshot_download
 from huggingface_hub.utils._http import default_client_factory
 from huggingface_hub.utils.tqdm import tqdm as hf_tqdm
 
-from app.core.errors import DiskFullError, IntegrityError, NoMatchingFilesError
-from app.core.units import human_bytes
+from app.core.errors import HubNetworkError, IntegrityError, NoMatchingFilesError
 from workers.download import cache
-from workers.download.hub_errors import free_bytes, hub_errors, integrity_message, no_files_message
+from workers.download.hub_errors import hub_errors, integrity_message, no_files_message
 from workers.download.plan import DownloadPlan, PlannedFile
 
 
@@ -93,20 +92,20 @@ def plan_download(
     )
 
 
-def check_free_space(plan: DownloadPlan, models_dir: Path) -> None:
-    """Refuse a download that cannot fit on the models volume.
+def resolve_commit(repo_id: str, revision: str | None, *, token: str | None = None,
+                   endpoint: str | None = None) -> str:
+    """The commit ``revision`` (None: the default branch) names on the Hub now, asked without touching the cache
+    (a dry run would point ``refs/<revision>`` at it before any of its files is there).
 
     Raises:
-        DiskFullError: ``plan.bytes_needed`` exceeds the free space of ``models_dir``'s volume.
+        RepoNotFoundError, GatedRepoError, RevisionNotFoundError, HubNetworkError: see :func:`hub_errors`.
     """
-    free = free_bytes(models_dir)
-    missing = max(0, plan.bytes_needed - cache.partial_bytes(plan.repo_id, models_dir))
-    if missing > free:
-        raise DiskFullError(
-            f"Not enough free space for {plan.repo_id}: it needs {human_bytes(missing)} more but "
-            f"the models volume ({models_dir}) has {human_bytes(free)} free. Remove unused models or grow "
-            "the volume, then retry."
-        )
+    with hub_errors(repo_id, revision=revision, endpoint=endpoint):
+        info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision, expand=["sha"],
+                                                                token=token)
+    if not info.sha:
+        raise HubNetworkError(f"The Hub gave no commit for {repo_id}; check HF_ENDPOINT, then retry.")
+    return info.sha
 
 
 def verify(

@@ -1,4 +1,5 @@
-"""Roles and the role policy: ``viewer`` reads; ``admin`` also downloads, removes, cancels and retries."""
+"""Roles and the role policy: ``viewer`` reads; ``admin`` also downloads, removes, cancels, retries, updates, pins,
+checks for updates and prunes."""
 
 from __future__ import annotations
 

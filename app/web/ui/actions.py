@@ -1,4 +1,5 @@
-"""The page's write actions: download, remove (after a confirmation), cancel, pause, resume, retry.
+"""The page's write actions: download, remove (after a confirmation), cancel, pause, resume, retry; and for models
+on the volume: check for updates (the selected one or all), update, pin, unpin.
 
 Each callback checks the caller's role, calls the controller and returns a sentence for the status line.
 They keep nothing between calls, so any UI worker can answer any of them.
@@ -47,7 +48,11 @@ def removal_question(record: RecordView) -> str:
 
 
 class Actions:
-    """Callbacks of the action buttons, bound to one controller and access policy."""
+    """Callbacks of the action buttons, bound to one controller and access policy.
+
+    No method is named like an API endpoint (:mod:`app.web.ui.api`): Gradio names every event after its function,
+    private or not, and a clash renames the endpoint (``/check_updates_1``).
+    """
 
     def __init__(self, controller: Controller, access: Access) -> None:
         self.controller = controller
@@ -95,3 +100,30 @@ class Actions:
     def retry(self, name: str | None, request: gr.Request) -> str:
         who = self.access.admin(request, "retry downloads")
         return _said(self.controller.retry_download(_selected(name), requested_by=who))
+
+    @inline_errors()
+    def check_selected(self, name: str | None, request: gr.Request) -> str:
+        """Check the selected model's branch for a newer commit (a maintenance job; the row shows the result)."""
+        who = self.access.admin(request, "check for updates")
+        return _said(self.controller.check_updates(_selected(name), requested_by=who))
+
+    @inline_errors()
+    def check_all(self, request: gr.Request) -> str:
+        """Check every ready model that follows a branch."""
+        who = self.access.admin(request, "check for updates")
+        return _said(self.controller.check_updates(requested_by=who))
+
+    @inline_errors()
+    def update(self, name: str | None, request: gr.Request) -> str:
+        who = self.access.admin(request, "update models")
+        return _said(self.controller.update_model(_selected(name), requested_by=who))
+
+    @inline_errors()
+    def pin(self, name: str | None, request: gr.Request) -> str:
+        who = self.access.admin(request, "pin models")
+        return _said(self.controller.pin_model(_selected(name), requested_by=who))
+
+    @inline_errors()
+    def unpin(self, name: str | None, request: gr.Request) -> str:
+        who = self.access.admin(request, "unpin models")
+        return _said(self.controller.unpin_model(_selected(name), requested_by=who))

@@ -14,12 +14,15 @@ A log rendering first waits (at most :data:`CATCH_UP_S`) for this replica to rea
 view shows, so a log fetched from a worker that lags by a few milliseconds is not older than the table.
 
 The expensive parts are computed once per state version and shared by all pages (:class:`Frame`,
-:class:`RenderCache`), so 200 open pages cost one rendering per change, not 200.
+:class:`RenderCache`), so 200 open pages cost one rendering per change, not 200. The disk panel's reading of the
+volume (:meth:`Controller.room`: a ``stat`` per blob) is taken again at once after a change that is more than
+download progress, and at most every :data:`ROOM_REFRESH_S` while only progress changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -27,18 +30,22 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from app.core.controller import Controller
+from app.core.controller import Controller, Room
 from app.core.records import RecordView
-from app.web.ui.disk import read_usage, render_disk
+from app.web.ui.disk import render_disk
 from app.web.ui.logs import log_tag, render_logs
 from app.web.ui.models_table import TableQuery, render_table
 from app.web.ui.poll import head
 
 K = TypeVar("K", bound=Hashable)
 
+log = logging.getLogger(__name__)
+
 STALE_TEXT = "stale: Redis unreachable, showing last known state"
 CATCH_UP_S = 1.0
 """How long a log rendering waits for this replica to reach the version the page shows."""
+ROOM_REFRESH_S = 2.0
+"""How long a reading of the volume serves frames whose changes were only download progress."""
 
 
 class RenderCache(Generic[K]):
@@ -96,6 +103,7 @@ class LiveView:
         self.log_views: RenderCache[tuple[int, str]] = RenderCache()
         self._frame: Frame | None = None
         self._lock = threading.Lock()
+        self._room: tuple[int, float, Room | None] | None = None  # structural version, monotonic time, reading
 
     def head(self) -> str:
         """Cheap: the replica's version and whether it is in sync."""
@@ -117,8 +125,22 @@ class LiveView:
         version = self.controller.version  # read before the data: a frame is never labelled newer than it
         records = self.controller.fetch_models()
         logs = self.controller.get_logs()
-        disk_html = render_disk(read_usage(self.controller), records)
+        disk_html = render_disk(self.room(), records)
         return Frame(version, records, logs, log_tag(logs), disk_html)
+
+    def room(self) -> Room | None:
+        """The volume against its limits (None: not mounted here, or unreadable, which is logged)."""
+        structural, now = self.controller.structural_version, time.monotonic()
+        cached = self._room
+        if cached is not None and cached[0] == structural and now - cached[1] < ROOM_REFRESH_S:
+            return cached[2]
+        try:
+            room = self.controller.room()
+        except Exception:  # the panel says "not mounted" rather than breaking the page
+            log.warning("could not read the models volume", exc_info=True)
+            room = None
+        self._room = (structural, now, room)
+        return room
 
     async def caught_up(self, shown_view: str | None, *, timeout: float = CATCH_UP_S) -> bool:
         """Wait until this replica is at least at the version of ``shown_view`` (a head); whether it got there.

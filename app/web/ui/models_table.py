@@ -1,22 +1,31 @@
-"""The models table: filter, sort and page the records, and render them as HTML with progress bars."""
+"""The models table: filter, sort and page the records, and render them as HTML with progress bars, update badges,
+pins and last use."""
 
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.records import RecordView, Status, disk_bytes, retry_text
-from app.core.units import human_bytes, human_duration
+from app.core.records import RecordView, Status, disk_bytes, idle_since, retry_text
+from app.core.units import human_age, human_bytes, human_duration
 from app.web.ui.format import human_speed, percent, short_commit, timestamp
 
 PAGE_SIZE = 50
 ALL = "all"
 ACTIVE = "active"
+OUTDATED = "update available"
+PINNED = "pinned"
+DAY = 86400.0
+IDLE_FILTERS = {"idle > 7 days": 7 * DAY, "idle > 30 days": 30 * DAY, "idle > 90 days": 90 * DAY}
+"""Ready models not used for that long (the models eviction and a prune consider)."""
 STATUS_FILTERS = (ALL, ACTIVE, Status.QUEUED, Status.DOWNLOADING, Status.PAUSED, Status.READY, Status.FAILED,
-                  Status.CANCELLED, Status.REMOVING)
-SORTS = ("name", "status", "size", "newest")
+                  Status.CANCELLED, Status.REMOVING, OUTDATED, PINNED, *IDLE_FILTERS)
+LAST_USED = "last used"
+"""Least recently used first: the order eviction and a prune remove models in."""
+SORTS = ("name", "status", "size", "newest", LAST_USED)
 EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 _ACTIVE = frozenset({Status.QUEUED, Status.DOWNLOADING, Status.REMOVING})
@@ -46,6 +55,10 @@ table.md-models tbody tr:hover { background: var(--background-fill-secondary); }
 .md-error { color: #b91c1c; font-size: .9em; max-width: 28em; white-space: pre-wrap; }
 .md-progress-text { font-size: .85em; opacity: .85; white-space: nowrap; }
 code.md-commit { font-size: .9em; }
+.md-badge { display: inline-block; font-size: .8em; padding: 0 .4em; margin: .15em .3em 0 0; border-radius: 4px;
+  white-space: nowrap; border: 1px solid currentColor; }
+.md-badge-update { color: #1d4ed8; } .md-badge-updating { color: #7c3aed; } .md-badge-pin { color: #a16207; }
+.md-warn { color: #a16207; font-size: .9em; max-width: 28em; white-space: pre-wrap; }
 """
 
 ROW_CLICK_JS = """
@@ -72,12 +85,18 @@ class TableQuery:
                    sort=sort if sort in SORTS else "name", page=max(1, int(page or 1)))
 
 
-def _matches(record: RecordView, query: TableQuery) -> bool:
+def _matches(record: RecordView, query: TableQuery, now: float) -> bool:
     if query.text and query.text.lower() not in str(record.get("name", "")).lower():
         return False
     status = record.get("status")
     if query.status == ACTIVE:
         return status in _ACTIVE
+    if query.status == OUTDATED:
+        return bool(record.get("update_available"))
+    if query.status == PINNED:
+        return bool(record.get("pinned"))
+    if query.status in IDLE_FILTERS:
+        return status == Status.READY and now - idle_since(record) > IDLE_FILTERS[query.status]
     return query.status == ALL or status == query.status
 
 
@@ -88,12 +107,16 @@ def _sort_key(sort: str) -> Callable[[RecordView], Any]:
         return lambda r: (-disk_bytes(r), r.get("name", ""))
     if sort == "newest":
         return lambda r: (-(r.get("requested_at") or 0), r.get("name", ""))
+    if sort == LAST_USED:
+        return lambda r: (idle_since(r), r.get("name", ""))
     return lambda r: str(r.get("name", "")).lower()
 
 
-def select(records: Sequence[RecordView], query: TableQuery) -> tuple[list[RecordView], int, int]:
+def select(records: Sequence[RecordView], query: TableQuery, *,
+           now: float | None = None) -> tuple[list[RecordView], int, int]:
     """The rows of the requested page, how many records matched, and the number of pages."""
-    matched = sorted((r for r in records if _matches(r, query)), key=_sort_key(query.sort))
+    now = time.time() if now is None else now
+    matched = sorted((r for r in records if _matches(r, query, now)), key=_sort_key(query.sort))
     pages = max(1, -(-len(matched) // PAGE_SIZE))
     page = min(query.page, pages)
     return matched[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], len(matched), pages
@@ -141,23 +164,73 @@ def _download_html(record: RecordView) -> str:
 
 
 def status_html(record: RecordView) -> str:
+    """The status, its update badge, and the reasons of a failure, a failed update or a failed update check."""
     status = str(record.get("status", "?"))
     cell = f'<span class="md-status md-status-{_e(status)}">{_e(status)}</span>'
+    badge = update_badge(record)
+    if badge:
+        cell += f'<div><span class="md-badge md-badge-{badge[0]}">{_e(badge[1])}</span></div>'
     if record.get("error") and status in (Status.FAILED, Status.CANCELLED):
         cell += f'<div class="md-error">{_e(record["error"])}</div>'
-    return cell
+    return cell + _lifecycle_notes(record)
 
 
-def row_html(record: RecordView) -> str:
+def update_badge(record: RecordView) -> tuple[str, str] | None:
+    """``("updating", "updating b5dbad1 → 9f3c2e0")`` while an update is under way, ``("update", "update: b5dbad1 →
+    9f3c2e0")`` when the last check found a newer commit of the branch, else None."""
+    previous = record.get("update_from")
+    if isinstance(previous, dict):
+        old = str(previous.get("commit") or "")
+        new = next((c for c in (record.get("commit"), record.get("latest_commit")) if c and c != old), None)
+        target = short_commit(new) if new else f"the newest commit of {record.get('revision') or 'main'}"
+        return "updating", f"updating {short_commit(old)} → {target}"
+    if record.get("update_available") and record.get("latest_commit"):
+        return "update", f"update: {short_commit(record.get('commit'))} → {short_commit(record.get('latest_commit'))}"
+    return None
+
+
+def _lifecycle_notes(record: RecordView) -> str:
+    """Why the last update or update check failed, and an eviction under way; the status itself is unchanged."""
+    notes = ""
+    if record.get("update_error"):
+        notes += (f'<div class="md-error">update failed, still at {_e(short_commit(record.get("commit")))}: '
+                  f'{_e(record["update_error"])}</div>')
+    if record.get("check_error"):
+        notes += f'<div class="md-warn">update check failed: {_e(record["check_error"])}</div>'
+    if record.get("status") == Status.REMOVING and record.get("evicted_at"):
+        notes += '<div class="md-warn">evicted to make room (models quota or disk watermark)</div>'
+    return notes
+
+
+def last_used_html(record: RecordView, now: float) -> str:
+    """How long ago the model was used; the download time (greyed) while no use was read; "never" if neither."""
+    if record.get("last_used_at"):
+        return f"{human_age(now - idle_since(record))} ago"
+    if record.get("finished_at"):
+        return (f'<span class="md-muted" title="no access read yet: this is when it was downloaded">'
+                f"{human_age(now - idle_since(record))} ago</span>")
+    return '<span class="md-muted">never</span>'
+
+
+def _model_html(record: RecordView) -> str:
+    name = _e(record.get("repo_id") or record.get("name", ""))
+    if not record.get("pinned"):
+        return name
+    return f'{name} <span class="md-badge md-badge-pin" title="pinned: eviction never removes it">pinned</span>'
+
+
+def row_html(record: RecordView, now: float | None = None) -> str:
+    now = time.time() if now is None else now
     size = disk_bytes(record)
     requested = " · ".join(p for p in (_e(record.get("requested_by") or ""),
                                        _e(timestamp(record.get("requested_at")))) if p)
     return (f'<tr data-name="{_e(record.get("name", ""))}" data-status="{_e(record.get("status", ""))}">'
-            f'<td>{_e(record.get("repo_id") or record.get("name", ""))}</td>'
+            f"<td>{_model_html(record)}</td>"
             f'<td>{_e(record.get("revision") or "main")}</td>'
             f'<td><code class="md-commit">{_e(short_commit(record.get("commit")))}</code></td>'
             f"<td>{status_html(record)}</td>"
             f'<td>{human_bytes(size) if size else "—"}</td>'
+            f"<td>{last_used_html(record, now)}</td>"
             f"<td>{progress_html(record)}</td>"
             f"<td>{requested}</td></tr>")
 
@@ -173,18 +246,19 @@ def _summary(records: Sequence[RecordView], matched: int, query: TableQuery, pag
     return f'<p class="md-summary">{_e(" · ".join(parts))}{shown}{page}</p>'
 
 
-def render_table(records: Sequence[RecordView], query: TableQuery) -> str:
+def render_table(records: Sequence[RecordView], query: TableQuery, *, now: float | None = None) -> str:
     """The whole table (or the empty state that says how to start) as HTML."""
     if not records:
         return (f'<div class="md-empty">No models yet. Download a model with the form above, e.g. '
                 f"<code>{EXAMPLE_MODEL}</code>.</div>")
-    rows, matched, pages = select(records, query)
+    now = time.time() if now is None else now
+    rows, matched, pages = select(records, query, now=now)
     if not rows:
         return (_summary(records, matched, query, pages) +
-                '<div class="md-empty">No model matches this filter. Clear the name filter or pick the '
-                "status <em>all</em> to see every model.</div>")
+                '<div class="md-empty">No model matches this filter. Clear the name filter or pick '
+                "<em>all</em> under Show to see every model.</div>")
     head = "".join(f"<th>{h}</th>" for h in ("Model", "Revision", "Commit", "Status", "Size on disk",
-                                             "Progress", "Requested"))
-    body = "".join(row_html(r) for r in rows)
+                                             "Last used", "Progress", "Requested"))
+    body = "".join(row_html(r, now) for r in rows)
     return (_summary(records, matched, query, pages) +
             f'<table class="md-models"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')

@@ -63,6 +63,11 @@ class Page:
     retry: gr.Button
     remove: gr.Button
     refresh: gr.Button
+    update: gr.Button
+    pin: gr.Button
+    unpin: gr.Button
+    check: gr.Button
+    check_all: gr.Button
     confirm: gr.Group
     question: gr.Markdown
     confirm_yes: gr.Button
@@ -82,7 +87,8 @@ class Page:
 
     @property
     def writes(self) -> list[gr.Button]:
-        return [self.download, self.cancel, self.pause, self.resume, self.retry, self.remove, self.confirm_yes]
+        return [self.download, self.cancel, self.pause, self.resume, self.retry, self.remove, self.confirm_yes,
+                self.update, self.pin, self.unpin, self.check, self.check_all]
 
 
 def _resolved(fn: F) -> F:
@@ -130,6 +136,17 @@ def _download_form() -> tuple[gr.Textbox, gr.Textbox, gr.Textbox, gr.Textbox, gr
     return repo, revision, include, exclude, download
 
 
+def _lifecycle_buttons() -> tuple[gr.Button, gr.Button, gr.Button, gr.Button, gr.Button]:
+    """update, pin, unpin, check (the selected model), check_all: the models on the volume."""
+    with gr.Row(equal_height=True):
+        update = gr.Button("Update", elem_id="md-update")
+        pin = gr.Button("Pin", elem_id="md-pin")
+        unpin = gr.Button("Unpin", elem_id="md-unpin")
+        check = gr.Button("Check selected for updates", elem_id="md-check")
+        check_all = gr.Button("Check all for updates", elem_id="md-check-all")
+    return update, pin, unpin, check, check_all
+
+
 def layout() -> Page:
     """Create the page's components in the current ``gr.Blocks``."""
     user_box, banner = _header()
@@ -138,7 +155,7 @@ def layout() -> Page:
     with gr.Row():
         name_filter = gr.Textbox(label="Filter by name", elem_id="md-filter", scale=2,
                                  placeholder="part of a name, e.g. qwen")
-        status_filter = gr.Dropdown(list(STATUS_FILTERS), value="all", label="Status", elem_id="md-status-filter")
+        status_filter = gr.Dropdown(list(STATUS_FILTERS), value="all", label="Show", elem_id="md-status-filter")
         sort = gr.Dropdown(list(SORTS), value="name", label="Sort by", elem_id="md-sort")
         page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="md-page")
     table = gr.HTML("", elem_id="md-table", css_template=TABLE_CSS, js_on_load=ROW_CLICK_JS)
@@ -151,6 +168,7 @@ def layout() -> Page:
         retry = gr.Button("Retry", elem_id="md-retry")
         remove = gr.Button("Remove…", variant="stop", elem_id="md-remove")
         refresh = gr.Button("Refresh", elem_id="md-refresh")
+    update, pin, unpin, check, check_all = _lifecycle_buttons()
     with gr.Group(visible=False, elem_id="md-confirm") as confirm:
         question = gr.Markdown(elem_id="md-confirm-text")
         with gr.Row():
@@ -167,8 +185,9 @@ def layout() -> Page:
             gr.Markdown("### Disk")
             disk = gr.HTML("", elem_id="md-disk", css_template=DISK_CSS, js_on_load=None)
     return Page(user_box, banner, repo, revision, include, exclude, download, status, name_filter,
-                status_filter, sort, page, table, selected, cancel, pause, resume, retry, remove, refresh, confirm,
-                question, confirm_yes, confirm_no, pending, log_filter, logs, disk, *_poll_targets())
+                status_filter, sort, page, table, selected, cancel, pause, resume, retry, remove, refresh, update,
+                pin, unpin, check, check_all, confirm, question, confirm_yes, confirm_no, pending, log_filter, logs,
+                disk, *_poll_targets())
 
 
 # ---- events --------------------------------------------------------------------------------------------
@@ -243,3 +262,8 @@ def _wire_actions(page: Page, actions: Actions, then_refresh: Any) -> None:
                       **QUICK)
     then_refresh(page.confirm_yes.click(actions.remove, page.pending, [page.status, page.confirm], **QUICK))
     page.confirm_no.click(lambda: gr.update(visible=False), None, page.confirm, **QUICK)
+    then_refresh(page.update.click(actions.update, page.selected, page.status, **QUICK))
+    then_refresh(page.pin.click(actions.pin, page.selected, page.status, **QUICK))
+    then_refresh(page.unpin.click(actions.unpin, page.selected, page.status, **QUICK))
+    then_refresh(page.check.click(actions.check_selected, page.selected, page.status, **QUICK))
+    then_refresh(page.check_all.click(actions.check_all, None, page.status, **QUICK))
