@@ -12,13 +12,15 @@ import pytest
 import redis
 from huggingface_hub import HfApi, scan_cache_dir
 
-from app.core import volume
+from app.core import eviction, volume
 from app.core.controller import Controller
 from app.core.errors import ConflictError, NotFoundError
+from app.core.quota import Victim
 from app.core.records import ModelRecord
-from app.core.settings import Settings
+from app.core.settings import Settings, get_settings, reset_settings
 from tests.hubserver import HubServer
 from tests.support.waiting import wait_snapshot, wait_status, wait_until
+from workers import removal
 from workers.context import WorkerContext
 from workers.download import cache
 from workers.lifecycle import usage
@@ -119,7 +121,7 @@ def test_a_failed_update_stays_ready_at_the_old_commit_which_stays_usable_throug
         return record if record["status"] == "ready" and record["update_error"] else None
 
     record = wait_until(fell_back, 30, "the update to fail")
-    assert seen_refs == {old}, (old, controller.models["org/flaky"], controller.get_logs()[-6:])  # offline loaders found the old commit at every moment of the update
+    assert seen_refs == {old}  # offline loaders found the old commit at every moment of the update
     assert record["commit"] == old and record["update_from"] is None and record["error"] is None
     assert "checksum" in record["update_error"]
     assert _verified(hub, models, "org/flaky", old) and _ref(models, "org/flaky") == old
@@ -284,3 +286,130 @@ def test_lifecycle_refusals_change_nothing(controller: Controller, redis_client:
     assert not controller.pin_model("org/pinned").changed
     assert controller.models["org/pinned"]["pinned"]
     assert controller.unpin_model("org/pinned").changed and not controller.models["org/pinned"]["pinned"]
+
+
+def _age(ctx: WorkerContext, models: Path, name: str, days: float) -> None:
+    """Make ``name``'s files look last read ``days`` ago, and let the usage scan see it."""
+    record = ctx.store.get(name)
+    assert record is not None and record.commit is not None
+    when = time.time() - days * 86400
+    for link in cache.snapshot_dir(record.repo_id, record.commit, models).iterdir():
+        os.utime(link.resolve(), (when, when - 10))
+    usage.refresh(ctx, name, record.repo_id, record.commit)
+
+
+def _pool(controller: Controller, hub: HubServer, start_worker: Any, names: list[str], size: int) -> None:
+    for name in names:
+        hub.add_repo(name, {"model.bin": size})
+        controller.download_model(name)
+    worker = start_worker()
+    for name in names:
+        wait_status(controller, name, {"ready"})
+    worker.stop()
+
+
+@pytest.mark.usefixtures("no_periodic_checks")
+def test_room_refused_then_evicted_oldest_use_first_never_pinned_or_recent(
+        hub: HubServer, start_worker: Any, controller: Controller, settings_env: Settings,
+        worker_env: dict[str, str], redis_client: redis.Redis) -> None:
+    models = settings_env.resolved_models_dir
+    _pool(controller, hub, start_worker, ["org/older", "org/pinned", "org/old", "org/recent"], 200_000)
+    ctx = WorkerContext.for_connection(redis_client)
+    for name, days in (("org/older", 30), ("org/pinned", 40), ("org/old", 10), ("org/recent", 0.001)):
+        _age(ctx, models, name, days)
+    controller.pin_model("org/pinned")
+    hub.add_repo("org/new", {"model.bin": 200_000})
+    worker_env["MODELDEPOT_MODELS_QUOTA"] = str(volume.usage(models).models_bytes + 100_000)
+    hub.reset_requests()
+
+    worker = start_worker()
+    controller.download_model("org/new")
+    refused = wait_status(controller, "org/new", {"failed"})
+    assert refused["error"].startswith("Not enough room for org/new: it needs 200.0 kB more, but the models quota")
+    assert "org/older (200.0 kB, last used 30 days ago)" in refused["error"]
+    assert "org/old (" not in refused["error"] and "org/pinned" not in refused["error"]
+    assert "MODELDEPOT_EVICT=true" in refused["error"]
+    assert _served(hub) == {} and len(controller.models) == 5  # refused before a byte: nothing removed
+    worker.stop()
+
+    worker_env["MODELDEPOT_EVICT"] = "true"
+    start_worker()
+    controller.retry_download("org/new")
+    wait_status(controller, "org/new", {"ready"})
+    assert sorted(controller.models) == ["org/new", "org/old", "org/pinned", "org/recent"]
+    assert not cache.repo_dir("org/older", models).exists()
+    logs = controller.get_logs()
+    assert any("modeldepot (quota): evicting org/older (200.0 kB, last used 30 days ago) to make room for org/new"
+               in line for line in logs)
+    assert any("modeldepot (quota): evicted org/older, freed 200.0 kB" in line for line in logs)
+    counts, _ = controller.store.read_tallies()
+    assert counts["evictions"] == 1 and counts["evicted_bytes"] == 200_000
+    wait_snapshot(settings_env.resolved_state_file, lambda doc: "org/older" not in doc["models"])
+
+
+@pytest.mark.usefixtures("no_periodic_checks")
+def test_two_downloads_never_count_the_same_free_bytes(
+        hub: HubServer, start_worker: Any, controller: Controller, settings_env: Settings,
+        worker_env: dict[str, str]) -> None:
+    models = settings_env.resolved_models_dir
+    _pool(controller, hub, start_worker, ["org/base"], 100_000)
+    for name in ("org/one", "org/two"):
+        hub.add_repo(name, {"model.bin": 400_000})
+    worker_env["MODELDEPOT_MODELS_QUOTA"] = str(volume.usage(models).models_bytes + 600_000)  # room for one
+    worker_env["MODELDEPOT_MAX_BANDWIDTH"] = "400kB"  # a second each: both plan while the other runs
+    start_worker()
+    start_worker()
+    controller.download_model("org/one")
+    controller.download_model("org/two")
+    ends = [wait_status(controller, name, {"ready", "failed"}, timeout=30) for name in ("org/one", "org/two")]
+    assert sorted(r["status"] for r in ends) == ["failed", "ready"]
+    refused = next(r for r in ends if r["status"] == "failed")
+    assert "Not enough room" in refused["error"]
+    assert volume.usage(models).models_bytes <= int(worker_env["MODELDEPOT_MODELS_QUOTA"])
+
+
+@pytest.mark.usefixtures("no_periodic_checks")
+def test_an_eviction_is_called_off_when_the_model_is_read_before_its_files_go(
+        hub: HubServer, start_worker: Any, controller: Controller, settings_env: Settings,
+        redis_client: redis.Redis) -> None:
+    models = settings_env.resolved_models_dir
+    _pool(controller, hub, start_worker, ["org/busy"], 100_000)  # no worker runs now: nothing races the test
+    ctx = WorkerContext.for_connection(redis_client)
+    _age(ctx, models, "org/busy", 10)
+    record = ctx.store.get("org/busy")
+    assert record is not None
+    victim = Victim("org/busy", record.size_bytes, record.idle_since)
+    assert eviction.mark(ctx.store, victim, "md-rm-test", reason="for a test", min_idle_s=3600) is not None
+
+    blob = next(cache.snapshot_dir("org/busy", record.commit or "", models).iterdir()).resolve()
+    os.utime(blob, (time.time(), time.time() - 10))  # a reader opened it meanwhile
+    assert removal.remove(ctx, "org/busy", "md-rm-test") is None
+
+    kept = ctx.store.get("org/busy")
+    assert kept is not None and kept.status.value == "ready" and kept.evicted_at is None
+    assert time.time() - (kept.last_used_at or 0) < 5 and blob.is_file()
+    assert "kept org/busy: it was used" in ctx.store.read_state().logs[-1].what
+
+
+@pytest.mark.usefixtures("no_periodic_checks")
+def test_prune_removes_through_the_removal_jobs_down_to_the_quota(
+        hub: HubServer, start_worker: Any, settings_env: Settings, redis_client: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    models = settings_env.resolved_models_dir
+    with Controller(settings_env) as controller:
+        _pool(controller, hub, start_worker, ["org/p1", "org/p2", "org/p3"], 100_000)
+    ctx = WorkerContext.for_connection(redis_client)
+    for name, days in (("org/p1", 5), ("org/p2", 9), ("org/p3", 1)):
+        _age(ctx, models, name, days)
+    monkeypatch.setenv("MODELDEPOT_MODELS_QUOTA", str(volume.usage(models).models_bytes - 150_000))
+    reset_settings()
+    with Controller(get_settings()) as controller:
+        dry = controller.prune(dry_run=True)
+        assert [v.name for v in dry.plan.victims] == ["org/p2", "org/p1"] and dry.removing == ()
+        assert all(r["status"] == "ready" for r in controller.models.values())
+        start_worker()
+        done = controller.prune(requested_by="alice")
+        assert done.removing == ("org/p2", "org/p1")
+        wait_until(lambda: sorted(controller.models) == ["org/p3"], 20, "the removals")
+        assert sum("modeldepot (quota): evicted" in line for line in controller.get_logs()) == 2
+        assert controller.prune(dry_run=True).plan.victims == ()
