@@ -1,4 +1,5 @@
-"""Following the live replica from a script: a model until it finishes or pauses, the event log as it grows.
+"""Following the live replica from a script: a model until it finishes or pauses, an update check until every
+model has its answer, the event log as it grows.
 
 Both poll the replica the controller's listener keeps current, waking as soon as a new version arrives, and
 end on Ctrl-C. While they follow, SIGINT only sets a flag (:func:`catching_interrupts`) that they look at
@@ -12,7 +13,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,46 @@ def follow_model(
 
 
 _NOTHING_SHOWN = object()
+
+
+class ChecksPending(Exception):
+    """The update check did not answer for every model in time; ``names`` are those still waiting."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"{len(names)} models not checked yet")
+        self.names = names
+
+
+def wait_checked(
+    controller: Controller, before: Mapping[str, float | None], *, timeout: float, poll: float = STOP_CHECK
+) -> None:
+    """Return once every model of ``before`` that is still ready was checked again: its ``checked_at`` differs
+    from the one ``before`` gives (read when the check was asked).
+
+    Compared with that value rather than with this host's clock, so that a worker whose clock is behind does not
+    make the wait last until the timeout.
+
+    Raises:
+        ChecksPending: ``timeout`` seconds passed first.
+        KeyboardInterrupt: Ctrl-C came first; raised here, between two waits, never from inside one.
+    """
+    deadline = time.monotonic() + timeout
+    with catching_interrupts() as interruption:
+        while not interruption.is_set():
+            pending = unchecked(controller.models, before)
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise ChecksPending(pending)
+            controller.replica.wait_for(controller.version + 1, timeout=poll)
+    raise KeyboardInterrupt
+
+
+def unchecked(models: Mapping[str, RecordView], before: Mapping[str, float | None]) -> list[str]:
+    """The models of ``before`` still ready whose ``checked_at`` has not moved (removed ones are not waited for)."""
+    return [name for name, checked_at in before.items()
+            if (record := models.get(name)) is not None and record["status"] == Status.READY
+            and record.get("checked_at") == checked_at]
 
 
 def follow_logs(

@@ -1,4 +1,4 @@
-"""The ops health report behind `modeldepot status`: Redis, RQ queues and workers, models, the volume.
+"""The ops health report behind `modeldepot status`: Redis, RQ queues and workers, models, the volume, its room.
 
 Reads only (registry counts skip RQ's cleanup, which would move jobs; RQ itself still drops index entries
 of workers and executions that already expired).
@@ -27,9 +27,11 @@ from app.core import volume
 from app.core.connection import check, connection_url, redact
 from app.core.errors import ConfigError, StateUnavailableError
 from app.core.jobqueue import JobQueue
+from app.core.quota import Limits
 from app.core.records import Status
 from app.core.settings import Settings
 from app.core.store import redis_errors
+from app.core.units import human_bytes
 
 LOW_SPACE_FRACTION = 0.05
 
@@ -81,6 +83,53 @@ class TransferLimits:
 
 
 @dataclass
+class RoomInfo:
+    """The models against the quota and watermarks, and the lifecycle intervals, in this host's settings."""
+
+    limits: Limits
+    update_check_s: float
+    """0: update checks are off."""
+    usage_scan_s: float
+    models_bytes: int | None = None
+    """Bytes in the model folders (partial files included); None when the volume is not mounted here."""
+    percent_used: float | None = None
+    atime_mode: str | None = None
+    """``noatime``, ``relatime``, ``strictatime`` or ``unknown`` (see :func:`app.core.volume.atime_mode`)."""
+
+    @classmethod
+    def read(cls, settings: Settings) -> RoomInfo:
+        """The settings, and the volume as it is now when it is mounted here (one ``stat`` per blob)."""
+        room = cls(Limits.from_settings(settings), settings.update_check_s, settings.usage_scan_s)
+        models_dir = settings.resolved_models_dir
+        if models_dir.is_dir():
+            usage = volume.usage(models_dir)
+            room.models_bytes, room.percent_used = usage.models_bytes, usage.percent_used()
+            room.atime_mode = volume.atime_mode(models_dir)
+        return room
+
+    @property
+    def over_quota(self) -> bool:
+        quota = self.limits.quota
+        return quota is not None and self.models_bytes is not None and self.models_bytes > quota
+
+    @property
+    def over_high_watermark(self) -> bool:
+        high = self.limits.high_pct
+        return high is not None and self.percent_used is not None and self.percent_used > high
+
+
+def last_use_note(atime_mode: str | None) -> str:
+    """What the volume's mount options mean for last use, as ``modeldepot status`` says it."""
+    if atime_mode == "noatime":
+        return "last use: volume mounted noatime, falls back to download time"
+    if atime_mode == "relatime":
+        return "last use: access times are updated at most about once a day (relatime)"
+    if atime_mode == "strictatime":
+        return "last use: access times are updated on every read (strictatime)"
+    return "last use: the volume's access-time mode is unknown"
+
+
+@dataclass
 class HealthReport:
     redis_url: str
     redis_version: str | None = None
@@ -91,6 +140,7 @@ class HealthReport:
     models_by_status: dict[str, int] = field(default_factory=dict)
     volume: VolumeInfo | None = None
     transfers: TransferLimits | None = None
+    room: RoomInfo | None = None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -220,4 +270,20 @@ def _warnings(report: HealthReport) -> list[str]:
     volume = report.volume
     if volume is not None and volume.free_bytes < LOW_SPACE_FRACTION * volume.total_bytes:
         warnings.append(f"the models volume {volume.path} is almost full; remove models with `modeldepot rm`")
+    if report.room is not None:
+        warnings += _room_warnings(report.room)
+    return warnings
+
+
+def _room_warnings(room: RoomInfo) -> list[str]:
+    warnings = []
+    if room.over_quota:
+        warnings.append(f"the models take {human_bytes(room.models_bytes)}, over the quota of "
+                        f"{human_bytes(room.limits.quota)}; see what would go with `modeldepot prune --dry-run`")
+    if room.over_high_watermark:
+        warnings.append(f"the models volume is {room.percent_used:.0f}% used, over the high watermark of "
+                        f"{room.limits.high_pct:g}%; see what would go with `modeldepot prune --dry-run`")
+    if room.atime_mode == "noatime" and room.limits.configured:
+        warnings.append("the models volume is mounted noatime: eviction and prune take the least recently "
+                        "downloaded models first, not the least recently used")
     return warnings

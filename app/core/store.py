@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from app.core.settings import Settings
 log = logging.getLogger(__name__)
 
 ANY = "\x00any"  # expected value that skips the compare step (seeding, forced writes)
-_ROOM_LOCK_TTL_S = 300
+_ROOM_LOCK_TTL_S = 10
 SYSTEM_USER = "modeldepot"
 """Who a log line names when no user is behind it."""
 
@@ -271,17 +272,60 @@ class Store:
         assert event is not None
         return event
 
-    def _try_write(self, name: str, expected: str, record: ModelRecord | None, entry: LogEntry | None,
-                   kind: str, tally: Tally | None = None) -> dict[str, Any] | None:
+    def update_many(self, mutations: Mapping[str, Mutation], *, kind: str = "model") -> list[Change]:
+        """Apply several mutations in one round trip (each record still its own atomic compare-and-write, each
+        its own event): one read of every record, one pipeline of writes. A write another writer beat is done
+        again by :meth:`update`. Returns the changes made.
+
+        Raises:
+            ConflictError, StateUnavailableError: as :meth:`update`.
+        """
+        names = list(mutations)
+        with redis_errors():
+            raws = self.redis.hmget(self.keys.models, names) if names else []
+        planned: list[tuple[str, ModelRecord | None, ModelRecord | None, list[str | int]]] = []
+        for name, raw in zip(names, raws, strict=True):
+            current = ModelRecord.from_json(raw) if raw else None
+            try:
+                new, entry = mutations[name](current.model_copy(deep=True) if current else None)
+            except Unchanged:
+                continue
+            check_transition(name, current.status if current else None, new.status if new else None)
+            if new is not None:
+                new.updated_at = time.time()
+            planned.append((name, current, new, self._write_args(name, _text(raw) if raw else "", new, entry,
+                                                                 kind, None)))
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for *_, args in planned:
+                self._write(keys=self._write_keys, args=args, client=pipe)
+            results = pipe.execute() if planned else []
+        changes = []
+        for (name, current, new, _), result in zip(planned, results, strict=True):
+            change = (Change(current, new, json.loads(result[1])) if int(result[0]) else
+                      self.update(name, mutations[name], kind=kind))
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    @property
+    def _write_keys(self) -> list[str]:
+        return [self.keys.version, self.keys.models, self.keys.logs, self.keys.events_stream, self.keys.metrics,
+                self.keys.durations]
+
+    def _write_args(self, name: str, expected: str, record: ModelRecord | None, entry: LogEntry | None,
+                    kind: str, tally: Tally | None) -> list[str | int]:
         new_raw = record.to_json() if record is not None else ""
         log_json = entry.to_json() if entry else ""
         args: list[str | int] = [name, expected, new_raw, log_json, kind, json.dumps(self.sender), self.log_size,
                                  self.stream_size, json.dumps(name), self.keys.events_channel]
-        args += _tally_args(tally)
+        return args + _tally_args(tally)
+
+    def _try_write(self, name: str, expected: str, record: ModelRecord | None, entry: LogEntry | None,
+                   kind: str, tally: Tally | None = None) -> dict[str, Any] | None:
+        args = self._write_args(name, expected, record, entry, kind, tally)
         with redis_errors():
-            keys = [self.keys.version, self.keys.models, self.keys.logs, self.keys.events_stream,
-                    self.keys.metrics, self.keys.durations]
-            result = self._write(keys=keys, args=args)
+            result = self._write(keys=self._write_keys, args=args)
         if int(result[0]) == 0:
             return None
         event: dict[str, Any] = json.loads(result[1])
@@ -310,20 +354,29 @@ class Store:
     @contextmanager
     def holding_room(self, *, wait_s: float = 120.0) -> Iterator[None]:
         """Hold the lock one room check, eviction or prune at a time holds across the cluster, so two of them
-        never count the same free bytes (or evict the same ones). It expires if its holder dies.
+        never count the same free bytes (or evict the same ones).
+
+        Its TTL is short and renewed while held, so a holder killed inside (a cancelled download's work-horse
+        gets SIGKILL) blocks the others for seconds, not minutes.
 
         Raises:
             ConflictError: another holder kept it for ``wait_s`` seconds.
             StateUnavailableError: Redis cannot be reached.
         """
-        lock = Lock(self.redis, self.keys.room_lock, timeout=_ROOM_LOCK_TTL_S, blocking_timeout=wait_s)
+        lock = Lock(self.redis, self.keys.room_lock, timeout=_ROOM_LOCK_TTL_S, blocking_timeout=wait_s,
+                    thread_local=False)  # renewed from another thread, which must see the token
         with redis_errors():
             acquired = lock.acquire()
         if not acquired:
             raise ConflictError("Another room check, eviction or prune is running; try again in a minute.")
+        released = threading.Event()
+        keeper = threading.Thread(target=_keep, args=(lock, released), name="modeldepot-room-lock", daemon=True)
+        keeper.start()
         try:
             yield
         finally:
+            released.set()
+            keeper.join()
             try:
                 lock.release()
             except redis.RedisError:  # expired or Redis gone: it frees itself
@@ -354,6 +407,16 @@ class Store:
         """Store the JSON snapshot for ops unless Redis already has a newer one."""
         with redis_errors():
             return bool(self._snapshot(keys=[self.keys.snapshot, self.keys.snapshot_version], args=[document, version]))
+
+
+def _keep(lock: Lock, released: threading.Event) -> None:
+    """Renew ``lock``'s TTL every third of it until ``released``."""
+    while not released.wait(_ROOM_LOCK_TTL_S / 3):
+        try:
+            lock.reacquire()
+        except redis.RedisError:
+            log.warning("could not renew the room lock; another holder may take it")
+            return
 
 
 def _tally_args(tally: Tally | None) -> list[str | int]:

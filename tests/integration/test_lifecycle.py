@@ -16,7 +16,7 @@ from app.core import eviction, volume
 from app.core.controller import Controller
 from app.core.errors import ConflictError, NotFoundError
 from app.core.quota import Victim
-from app.core.records import ModelRecord
+from app.core.records import ModelRecord, Unchanged
 from app.core.settings import Settings, get_settings, reset_settings
 from tests.hubserver import HubServer
 from tests.support.waiting import wait_snapshot, wait_status, wait_until
@@ -413,3 +413,65 @@ def test_prune_removes_through_the_removal_jobs_down_to_the_quota(
         wait_until(lambda: sorted(controller.models) == ["org/p3"], 20, "the removals")
         assert sum("modeldepot (quota): evicted" in line for line in controller.get_logs()) == 2
         assert controller.prune(dry_run=True).plan.victims == ()
+
+
+def _hold_the_room_lock(redis_url: str, prefix: str, held: Any) -> None:
+    from app.core.keys import Keys
+    from app.core.store import Store
+
+    store = Store(redis.Redis.from_url(redis_url), Keys(prefix), sender="doomed")
+    with store.holding_room():
+        held.set()
+        time.sleep(3600)
+
+
+def test_a_room_lock_holder_killed_inside_frees_the_lock_within_seconds(
+        settings_env: Settings, redis_client: redis.Redis) -> None:
+    import multiprocessing
+
+    from app.core.keys import Keys
+    from app.core.store import Store
+
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    holder = context.Process(target=_hold_the_room_lock,
+                             args=(settings_env.redis_url, settings_env.key_prefix, held))
+    holder.start()
+    assert held.wait(30)
+    time.sleep(5)  # past a third of the TTL: it was renewed at least once
+    holder.kill()  # SIGKILL, as RQ's stop-job command kills a cancelled download's work-horse
+    holder.join()
+    store = Store(redis_client, Keys(settings_env.key_prefix), sender="next")
+    with store.holding_room(wait_s=20):  # a lock kept for minutes would make this a ConflictError
+        pass
+
+
+def test_update_many_writes_in_one_round_trip_and_redoes_what_another_writer_beat(
+        settings_env: Settings, redis_client: redis.Redis) -> None:
+    from app.core.keys import Keys
+    from app.core.store import LogEntry, Store
+
+    store = Store(redis_client, Keys(settings_env.key_prefix), sender="scan")
+    other = Store(redis_client, Keys(settings_env.key_prefix), sender="other")
+    for name in ("org/a", "org/b", "org/c"):
+        store.force(name, ModelRecord.adopted(name, name, revision=None, commit="d" * 40, size_bytes=1, files=1,
+                                              found_at=1.0), None)
+
+    def used(at: float, *, race: bool = False) -> Any:
+        def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+            assert current is not None
+            if race and not current.pinned:  # another writer changes the record after it was read
+                other.update(current.name, lambda c: (c.pinned_as(True) if c else None, None))
+            return current.used(at), None
+        return mutate
+
+    def unchanged(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
+        raise Unchanged
+
+    before = store.read_version()
+    changes = store.update_many({"org/a": used(100.0), "org/b": used(200.0, race=True), "org/c": unchanged})
+    assert sorted(c.record.name for c in changes) == ["org/a", "org/b"]  # org/c: unchanged, not written
+    b = store.get("org/b")
+    assert b is not None and b.pinned and b.last_used_at == 200.0  # the pin was kept, the use redone on top
+    assert store.read_version() == before + 3
+    assert store.update_many({}) == []

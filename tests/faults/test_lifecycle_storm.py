@@ -1,0 +1,193 @@
+"""The lifecycle storm: 2 UI workers behind HAProxy, 2 download workers checking for updates every second, a Hub
+whose branches keep moving, and 20 clients downloading, updating, pinning, unpinning and removing 12 repos under a
+models quota that makes eviction remove idle unpinned models. Then quiesce: the page, Redis, the snapshot and the
+disk agree, no pinned model was ever evicted, and the quota held."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from huggingface_hub import scan_cache_dir
+
+from app.core.controller import Controller
+from app.core.settings import Settings
+from tests.hubserver import HubServer
+from tests.support.waiting import wait_snapshot, wait_until
+from tests.ui.servers import Balancer, UiWorkerProcess
+
+pytestmark = pytest.mark.slow
+
+REPOS = [f"life/m{i:02d}" for i in range(12)]
+CLIENTS = 20
+STORM_SECONDS = float(os.environ.get("MODELDEPOT_STORM_SECONDS", "20"))
+TRANSIENT = {"queued", "downloading", "removing"}
+SIZE = 150_000
+QUOTA = 8 * (SIZE + 20_000)  # about 8 of the 12 fit: downloads and updates keep evicting
+
+_REPO = r"life/m\d\d"
+REFUSALS = [
+    rf"{_REPO} is not in the list; check the name with `modeldepot ls`\.",
+    rf"{_REPO} is being removed; wait until it is gone, then download again\.",
+    rf"{_REPO} is being removed; it cannot be pinned or unpinned\.",
+    rf"{_REPO} is (queued|downloading|failed|cancelled|removing|paused); only a ready model can be updated\. Wait "
+    r"until it is ready \(or Retry it\) and update it then\.",
+    rf"{_REPO} is (ready|failed|removing) ?; it cannot become \w+ now\. Refresh the list and try again\.",
+]
+
+
+def _call(client: httpx.Client, url: str, name: str, *args: object) -> tuple[int, str | None]:
+    response = client.post(f"{url}/gradio_api/run/{name}", json={"data": list(args)}, timeout=30)
+    if response.status_code != 500:
+        return response.status_code, None
+    try:
+        return 500, str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return 500, response.text
+
+
+def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], refused: Counter[str],
+                 lock: threading.Lock) -> None:
+    rng = random.Random(seed)
+    actions = ["download_model", "update_model", "pin_model", "unpin_model", "remove_model", "check_updates"]
+    with httpx.Client() as client:
+        while time.monotonic() < deadline:
+            repo = rng.choice(REPOS)
+            action = rng.choices(actions, [6, 3, 2, 2, 1, 1])[0]
+            args: list[object] = [repo, None, None, None] if action == "download_model" else [repo]
+            error = None
+            try:
+                status, error = _call(client, url, action, *args)
+            except httpx.HTTPError as e:
+                status = type(e).__name__  # type: ignore[assignment]
+            with lock:
+                results[f"{action}:{status}"] += 1
+                if error is not None and not any(re.fullmatch(p, error) for p in REFUSALS):
+                    refused[f"{action}: {error}"] += 1
+            time.sleep(rng.uniform(0.05, 0.3))
+
+
+def _move_branches(hub: HubServer, deadline: float, moved: Counter[str]) -> None:
+    rng = random.Random(7)
+    while time.monotonic() < deadline:
+        repo = rng.choice(REPOS)
+        hub.update_file(repo, "model.bin", SIZE + rng.randrange(0, 20_000))
+        moved[repo] += 1
+        time.sleep(0.4)
+
+
+def _rq_idle(truth: Controller) -> bool:
+    queues = (truth.jobs.downloads, truth.jobs.maintenance)
+    return all(queue.count == 0 and queue.started_job_registry.count == 0 for queue in queues)
+
+
+def _pins_never_evicted(logs: list[str]) -> list[str]:
+    """Replay the log in order: every eviction must name a model that was unpinned at that moment."""
+    pinned: set[str] = set()
+    wrong = []
+    for line in logs:
+        if match := re.search(rf": (pinned|unpinned) ({_REPO})$", line):
+            (pinned.add if match[1] == "pinned" else pinned.discard)(match[2])
+        elif (match := re.search(rf"modeldepot \(quota\): evicting ({_REPO}) ", line)) and match[1] in pinned:
+            wrong.append(line)
+        elif match := re.search(rf": (removed|evicted) ({_REPO}),", line):
+            pinned.discard(match[2])
+    return wrong
+
+
+@pytest.fixture
+def lifecycle_stack(settings_env: Settings, hub: HubServer, start_worker: Any, tmp_path: Path,
+                    worker_env: dict[str, str]) -> Any:
+    if Balancer.binary() is None and not os.environ.get("CI"):
+        pytest.skip("haproxy is not installed (apt-get install haproxy); CI installs it")
+    for i, repo in enumerate(REPOS):
+        hub.add_repo(repo, {"config.json": b'{"i": %d}' % i, "model.bin": SIZE})
+    hub.throttle_bps = 4_000_000
+    worker_env.update({"MODELDEPOT_MODELS_QUOTA": str(QUOTA), "MODELDEPOT_EVICT": "true",
+                       "MODELDEPOT_EVICT_MIN_IDLE_S": "0", "MODELDEPOT_UPDATE_CHECK_S": "1",
+                       "MODELDEPOT_USAGE_SCAN_S": "1"})
+    ui_env = {**worker_env, "GRADIO_ANALYTICS_ENABLED": "False"}
+    uis = [UiWorkerProcess(ui_env, tmp_path, f"ui{i}").start() for i in range(2)]
+    for ui in uis:
+        ui.wait_ready()
+    balancer = Balancer([(ui.name, ui.port) for ui in uis], tmp_path).start()
+    start_worker()
+    start_worker()
+    yield uis, balancer
+    balancer.stop()
+    for ui in uis:
+        ui.stop()
+
+
+@pytest.mark.timeout(STORM_SECONDS + 240)
+def test_lifecycle_storm_ends_with_page_redis_snapshot_and_disk_in_agreement(
+        lifecycle_stack: Any, settings_env: Settings, hub: HubServer) -> None:
+    uis, balancer = lifecycle_stack
+    results: Counter[str] = Counter()
+    unexpected: Counter[str] = Counter()
+    moved: Counter[str] = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + STORM_SECONDS
+    threads = [threading.Thread(target=_client_loop, args=(balancer.url, i, deadline, results, unexpected, lock))
+               for i in range(CLIENTS)]
+    threads.append(threading.Thread(target=_move_branches, args=(hub, deadline, moved)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=STORM_SECONDS + 60)
+    assert sum(results.values()) > CLIENTS * 3, results
+    assert not [k for k in results if not k.endswith((":200", ":500"))], results
+    assert not unexpected, f"500s that are no refusal of the action: {dict(unexpected)}"
+
+    truth = Controller(settings_env, listen=False)
+
+    def quiet() -> bool:
+        truth.replica.reset(truth.store.read_state(), force=True)
+        return not any(m["status"] in TRANSIENT for m in truth.fetch_models()) and _rq_idle(truth)
+
+    try:
+        wait_until(quiet, 90, "every model to reach a final status and every job to end", interval=0.5)
+    except AssertionError:
+        stuck = [(m["name"], m["status"]) for m in truth.fetch_models() if m["status"] in TRANSIENT]
+        raise AssertionError(f"still transient: {stuck}") from None
+    # the workers' checks and usage scans go on writing; stop comparing at one version
+    redis_models = truth.fetch_models()
+
+    with httpx.Client() as client:
+        for ui in uis:
+            def same_as_redis(url: str = ui.url) -> bool:
+                truth.replica.reset(truth.store.read_state(), force=True)
+                page = client.post(f"{url}/gradio_api/run/fetch_models", json={"data": []}, timeout=30)
+                return bool(page.json()["data"][0] == truth.fetch_models())
+
+            wait_until(same_as_redis, 20, f"{ui.name} to equal Redis", interval=0.5)
+    redis_models = truth.fetch_models()
+
+    final = {m["name"]: (m["status"], m["commit"], m["pinned"]) for m in redis_models}
+    wait_snapshot(settings_env.resolved_state_file,
+                  lambda doc: {n: (m["status"], m["commit"], m["pinned"]) for n, m in doc["models"].items()}
+                  == final)
+
+    models_dir = settings_env.resolved_models_dir
+    on_disk = {(repo.repo_id, rev.commit_hash) for repo in scan_cache_dir(models_dir).repos for rev in repo.revisions}
+    ready = {(m["repo_id"], m["commit"]) for m in redis_models if m["status"] == "ready"}
+    assert on_disk == ready  # updated models kept only their new revision; removed and evicted ones are gone
+    assert not list(models_dir.rglob("*.incomplete"))
+    assert sum(p.stat().st_size for p in models_dir.glob("*/blobs/*")) <= QUOTA
+
+    logs = truth.get_logs()
+    assert not _pins_never_evicted(logs)
+    evictions = sum("modeldepot (quota): evicted" in line for line in logs)
+    updates = sum(re.search(rf"updated {_REPO} from", line) is not None for line in logs)
+    assert evictions and updates, (evictions, updates)
+    statuses = Counter(m["status"] for m in redis_models)
+    print(f"lifecycle storm: {sum(results.values())} requests {dict(results)}; branches moved "
+          f"{sum(moved.values())}; {updates} updates, {evictions} evictions; final {dict(statuses)}")
