@@ -41,7 +41,9 @@ class ProgressReporter:
         self.pause_requested = False
         self._retry: RetryState | None = None
         self._samples: deque[tuple[float, int]] = deque()
-        self._last_write = 0.0
+        # The first tick waits one interval too: written at once, it would have a single sample, so no speed and
+        # no ETA, and the page would show "— · ETA —" for a download that is moving.
+        self._last_write = time.monotonic()
         self.writes = 0
 
     def __call__(self, progress: ProgressLike) -> None:

@@ -22,7 +22,7 @@ from huggingface_hub import errors as hf_errors
 
 from app.core.errors import DownloadError
 from app.core.records import ModelRecord, Status, Unchanged
-from app.core.store import LogEntry
+from app.core.store import LogEntry, Mutation
 from workers.context import WorkerContext
 from workers.download.hub_errors import hub_errors
 from workers.download.transfer.retry import retry_after
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_BACKOFF_S = 30.0
 _MAX_BACKOFF_S = 600.0
+_BATCH = 50
+"""Check results written per pipeline."""
 T = TypeVar("T")
 
 
@@ -109,19 +111,27 @@ class CheckSummary:
 
 def check_models(ctx: WorkerContext, names: Iterable[str], *, sleep: Callable[[float], None] = time.sleep,
                  token: str | None = None, endpoint: str | None = None) -> CheckSummary:
-    """Check each of ``names`` that is ready and follows a branch, one call at a time, waiting out 429s; write
-    the results to the records and persist the snapshot when an update or an error appeared or went away."""
+    """Check each of ``names`` that is ready and follows a branch, one Hub call at a time, waiting out 429s; write
+    the results to the records (in pipelined batches: a check of 1,000 models is not 1,000 fsyncs) and persist
+    the snapshot when an update or an error appeared or went away."""
+    models = ctx.store.read_state().models
     summary = CheckSummary()
     significant = False
+    pending: dict[str, Mutation] = {}
     for name in names:
-        record = ctx.store.get(name)
+        raw = models.get(name)
+        record = ModelRecord.model_validate(raw) if raw is not None else None
         if record is None or record.status is not Status.READY or not record.follows_branch:
             continue
         result = _check_waiting_out_429(ctx, record, sleep=sleep, token=token, endpoint=endpoint)
-        significant |= _write(ctx, name, result)
+        pending[name] = _written(result)
         summary.checked += 1
         summary.updates += result.ref_kind == "branch" and result.latest_commit != record.commit
         summary.errors += result.error is not None
+        if len(pending) >= _BATCH:
+            significant |= _flush(ctx, pending)
+            pending = {}
+    significant |= _flush(ctx, pending)
     if significant:
         ctx.persist()
     return summary
@@ -148,8 +158,7 @@ def _check_waiting_out_429(ctx: WorkerContext, record: ModelRecord, *, sleep: Ca
             ctx.store.back_off_hub(busy.retry_after_s)
 
 
-def _write(ctx: WorkerContext, name: str, result: RefCheck) -> bool:
-    """Write one check's result; True if an update or a check error appeared or went away."""
+def _written(result: RefCheck) -> Mutation:
     def mutate(current: ModelRecord | None) -> tuple[ModelRecord | None, LogEntry | None]:
         if current is None:
             raise Unchanged
@@ -157,11 +166,16 @@ def _write(ctx: WorkerContext, name: str, result: RefCheck) -> bool:
                                   at=time.time())
         return checked, _news(current, checked)
 
-    change = ctx.update(name, mutate, kind="check")
-    if change is None or change.before is None:
+    return mutate
+
+
+def _flush(ctx: WorkerContext, pending: dict[str, Mutation]) -> bool:
+    """Write the results; True if an update or a check error appeared or went away."""
+    if not pending:
         return False
-    before, after = change.before, change.record
-    return (before.update_available, before.check_error) != (after.update_available, after.check_error)
+    return any(change.before is not None and (change.before.update_available, change.before.check_error)
+               != (change.record.update_available, change.record.check_error)
+               for change in ctx.store.update_many(pending, kind="check"))
 
 
 def _news(before: ModelRecord, after: ModelRecord) -> LogEntry | None:
