@@ -475,3 +475,25 @@ def test_update_many_writes_in_one_round_trip_and_redoes_what_another_writer_bea
     assert b is not None and b.pinned and b.last_used_at == 200.0  # the pin was kept, the use redone on top
     assert store.read_version() == before + 3
     assert store.update_many({}) == []
+
+
+def test_periodic_checks_are_spread_over_the_interval_least_recently_checked_first(
+        settings_env: Settings, redis_client: redis.Redis) -> None:
+    from workers.lifecycle.upkeep import due_checks
+
+    ctx = WorkerContext.for_connection(redis_client)
+    now = time.time()
+    for i in range(100):
+        name = f"org/m{i:03d}"
+        record = ModelRecord.adopted(name, name, revision=None, commit="e" * 40, size_bytes=1, files=1, found_at=now)
+        checked = {0: None, 1: now - 7200, 2: now - 60}[i % 3]  # never, due, recent
+        ctx.store.force(name, record.model_copy(update={"checked_at": checked}), None)
+    fixed = f"org/fixed@{'f' * 40}"
+    ctx.store.force(fixed, ModelRecord.adopted(fixed, "org/fixed", revision="f" * 40, commit="f" * 40,
+                                               size_bytes=1, files=1, found_at=now), None)
+
+    assert due_checks(ctx, interval_s=3600, tick_s=36, now=now) == ["org/m000"]  # 100 models: 1 a tick
+    ten = due_checks(ctx, interval_s=3600, tick_s=360, now=now)
+    assert ten == [f"org/m{i:03d}" for i in range(0, 30, 3)]  # never checked first, by name
+    assert len(due_checks(ctx, interval_s=3600, tick_s=3600, now=now)) == 67  # every due one, no recent one
+    assert fixed not in due_checks(ctx, interval_s=3600, tick_s=3600, now=now)
