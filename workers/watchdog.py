@@ -11,15 +11,14 @@ took it and died — gets a new job. One pass runs at a time across all processe
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
-from app.core.errors import ModelDepotError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.records import TRANSIENT, ModelRecord, Status, Unchanged, owned
 from app.core.settings import Settings
 from app.core.store import LogEntry, Store
+from workers.turns import TurnLoop
 
 log = logging.getLogger(__name__)
 
@@ -28,33 +27,20 @@ _STOP_GRACE_S = 5.0
 """Seconds a download asked to cancel or pause may leave its record unchanged before RQ stops its job."""
 
 
-class Watchdog(threading.Thread):
+class Watchdog(TurnLoop):
+    what = "watchdog pass"
+
     def __init__(self, store: Store, jobs: JobQueue, settings: Settings, *, interval: float = 1.0,
                  persist: Callable[[], None] | None = None) -> None:
-        super().__init__(name="modeldepot-watchdog", daemon=True)
+        super().__init__(name="modeldepot-watchdog", tick=interval)
         self.store = store
         self.persist = persist
         self.jobs = jobs
         self.settings = settings
-        self.interval = interval
-        self._stop_event = threading.Event()
 
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                if self._my_turn():
-                    self.run_once()
-            except ModelDepotError as e:
-                log.warning("watchdog pass skipped: %s", e)
-            except Exception:
-                log.exception("watchdog pass failed")
-
-    def _my_turn(self) -> bool:
+    def take_turn(self) -> bool:
         """One pass per interval across every process that runs a watchdog, whichever gets there first."""
-        return self.store.take_watchdog_turn(self.interval)
+        return self.store.take_watchdog_turn(self.tick)
 
     def run_once(self) -> int:
         """One pass over the records in a transient status; returns how many it fixed."""

@@ -21,15 +21,14 @@ from huggingface_hub import scan_cache_dir
 from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.support.waiting import wait_snapshot, wait_until
-from tests.ui.servers import Balancer, UiWorkerProcess
+from tests.support.storms import call, replicas_equal_redis, settle, ui_stack
+from tests.support.waiting import wait_snapshot
 
 pytestmark = pytest.mark.slow
 
 REPOS = [f"life/m{i:02d}" for i in range(12)]
 CLIENTS = 20
 STORM_SECONDS = float(os.environ.get("MODELDEPOT_STORM_SECONDS", "20"))
-TRANSIENT = {"queued", "downloading", "removing"}
 SIZE = 150_000
 QUOTA = 8 * (SIZE + 20_000)  # about 8 of the 12 fit: downloads and updates keep evicting
 
@@ -44,16 +43,6 @@ REFUSALS = [
 ]
 
 
-def _call(client: httpx.Client, url: str, name: str, *args: object) -> tuple[int, str | None]:
-    response = client.post(f"{url}/gradio_api/run/{name}", json={"data": list(args)}, timeout=30)
-    if response.status_code != 500:
-        return response.status_code, None
-    try:
-        return 500, str(response.json()["error"])
-    except (ValueError, KeyError, TypeError):
-        return 500, response.text
-
-
 def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], refused: Counter[str],
                  lock: threading.Lock) -> None:
     rng = random.Random(seed)
@@ -65,7 +54,7 @@ def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], re
             args: list[object] = [repo, None, None, None] if action == "download_model" else [repo]
             error = None
             try:
-                status, error = _call(client, url, action, *args)
+                status, error = call(client, url, action, *args)
             except httpx.HTTPError as e:
                 status = type(e).__name__  # type: ignore[assignment]
             with lock:
@@ -82,11 +71,6 @@ def _move_branches(hub: HubServer, deadline: float, moved: Counter[str]) -> None
         hub.update_file(repo, "model.bin", SIZE + rng.randrange(0, 20_000))
         moved[repo] += 1
         time.sleep(0.4)
-
-
-def _rq_idle(truth: Controller) -> bool:
-    queues = (truth.jobs.downloads, truth.jobs.maintenance)
-    return all(queue.count == 0 and queue.started_job_registry.count == 0 for queue in queues)
 
 
 def _pins_never_evicted(logs: list[str]) -> list[str]:
@@ -106,25 +90,16 @@ def _pins_never_evicted(logs: list[str]) -> list[str]:
 @pytest.fixture
 def lifecycle_stack(settings_env: Settings, hub: HubServer, start_worker: Any, tmp_path: Path,
                     worker_env: dict[str, str]) -> Any:
-    if Balancer.binary() is None and not os.environ.get("CI"):
-        pytest.skip("haproxy is not installed (apt-get install haproxy); CI installs it")
     for i, repo in enumerate(REPOS):
         hub.add_repo(repo, {"config.json": b'{"i": %d}' % i, "model.bin": SIZE})
     hub.throttle_bps = 4_000_000
     worker_env.update({"MODELDEPOT_MODELS_QUOTA": str(QUOTA), "MODELDEPOT_EVICT": "true",
                        "MODELDEPOT_EVICT_MIN_IDLE_S": "0", "MODELDEPOT_UPDATE_CHECK_S": "1",
                        "MODELDEPOT_USAGE_SCAN_S": "1"})
-    ui_env = {**worker_env, "GRADIO_ANALYTICS_ENABLED": "False"}
-    uis = [UiWorkerProcess(ui_env, tmp_path, f"ui{i}").start() for i in range(2)]
-    for ui in uis:
-        ui.wait_ready()
-    balancer = Balancer([(ui.name, ui.port) for ui in uis], tmp_path).start()
-    start_worker()
-    start_worker()
-    yield uis, balancer
-    balancer.stop()
-    for ui in uis:
-        ui.stop()
+    with ui_stack(worker_env, tmp_path, 2) as (uis, balancer):
+        start_worker()
+        start_worker()
+        yield uis, balancer
 
 
 @pytest.mark.timeout(STORM_SECONDS + 240)
@@ -149,26 +124,8 @@ def test_lifecycle_storm_ends_with_page_redis_snapshot_and_disk_in_agreement(
 
     truth = Controller(settings_env, listen=False)
 
-    def quiet() -> bool:
-        truth.replica.reset(truth.store.read_state(), force=True)
-        return not any(m["status"] in TRANSIENT for m in truth.fetch_models()) and _rq_idle(truth)
-
-    try:
-        wait_until(quiet, 90, "every model to reach a final status and every job to end", interval=0.5)
-    except AssertionError:
-        stuck = [(m["name"], m["status"]) for m in truth.fetch_models() if m["status"] in TRANSIENT]
-        raise AssertionError(f"still transient: {stuck}") from None
-    # the workers' checks and usage scans go on writing; stop comparing at one version
-    redis_models = truth.fetch_models()
-
-    with httpx.Client() as client:
-        for ui in uis:
-            def same_as_redis(url: str = ui.url) -> bool:
-                truth.replica.reset(truth.store.read_state(), force=True)
-                page = client.post(f"{url}/gradio_api/run/fetch_models", json={"data": []}, timeout=30)
-                return bool(page.json()["data"][0] == truth.fetch_models())
-
-            wait_until(same_as_redis, 20, f"{ui.name} to equal Redis", interval=0.5)
+    settle(truth)
+    replicas_equal_redis(uis, truth)  # the workers' checks and usage scans go on writing meanwhile
     redis_models = truth.fetch_models()
 
     final = {m["name"]: (m["status"], m["commit"], m["pinned"]) for m in redis_models}

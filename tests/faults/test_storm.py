@@ -18,15 +18,14 @@ from huggingface_hub import scan_cache_dir
 from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.support.waiting import wait_snapshot, wait_until
-from tests.ui.servers import Balancer, UiWorkerProcess
+from tests.support.storms import call, replicas_equal_redis, settle, ui_stack
+from tests.support.waiting import wait_snapshot
 
 pytestmark = pytest.mark.slow
 
 REPOS = [f"storm/m{i:02d}" for i in range(20)]
 CLIENTS = 50
 STORM_SECONDS = float(os.environ.get("MODELDEPOT_STORM_SECONDS", "20"))  # bench/soak.py runs it longer
-TRANSIENT = {"queued", "downloading", "removing"}
 
 
 # What a 500 may say: the action was refused with our message (a conflict, or Redis restarting). Any other
@@ -47,17 +46,6 @@ def _is_refusal(action: str, message: str) -> bool:
     return any(re.fullmatch(pattern, message) for pattern in REFUSALS[action])
 
 
-def _call(client: httpx.Client, url: str, name: str, *args: object) -> tuple[int, str | None]:
-    """The status of one API call, and the error message of a 500 (its whole body if it has none)."""
-    response = client.post(f"{url}/gradio_api/run/{name}", json={"data": list(args)}, timeout=30)
-    if response.status_code != 500:
-        return response.status_code, None
-    try:
-        return 500, str(response.json()["error"])
-    except (ValueError, KeyError, TypeError):
-        return 500, response.text
-
-
 def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], refused: Counter[tuple[str, str]],
                  lock: threading.Lock) -> None:
     rng = random.Random(seed)
@@ -68,7 +56,7 @@ def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], re
             args: list[object] = [repo, None, None, None] if action == "download_model" else [repo]
             error = None
             try:
-                status, error = _call(client, url, action, *args)
+                status, error = call(client, url, action, *args)
             except httpx.HTTPError as e:
                 status = type(e).__name__  # type: ignore[assignment]
             with lock:
@@ -78,30 +66,15 @@ def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], re
             time.sleep(rng.uniform(0.05, 0.4))  # a user's pause between clicks: the load pattern, not a wait
 
 
-def _rq_idle(truth: Controller) -> bool:
-    """No job waits in a queue or runs: no hook is left to change the state or write the snapshot."""
-    queues = (truth.jobs.downloads, truth.jobs.maintenance)
-    return all(queue.count == 0 and queue.started_job_registry.count == 0 for queue in queues)
-
-
 @pytest.fixture
 def storm_stack(settings_env: Settings, hub: HubServer, start_worker, tmp_path: Path, worker_env):
-    if Balancer.binary() is None and not os.environ.get("CI"):
-        pytest.skip("haproxy is not installed (apt-get install haproxy); CI installs it")
     for i, repo in enumerate(REPOS):
         hub.add_repo(repo, {"config.json": b'{"i": %d}' % i, "model.bin": 150_000 + 10_000 * i})
     hub.throttle_bps = 2_000_000
-    ui_env = {**worker_env, "GRADIO_ANALYTICS_ENABLED": "False"}
-    uis = [UiWorkerProcess(ui_env, tmp_path, f"ui{i}").start() for i in range(3)]
-    for ui in uis:
-        ui.wait_ready()
-    balancer = Balancer([(ui.name, ui.port) for ui in uis], tmp_path).start()
-    start_worker()
-    start_worker()
-    yield uis, balancer
-    balancer.stop()
-    for ui in uis:
-        ui.stop()
+    with ui_stack(worker_env, tmp_path, 3) as (uis, balancer):
+        start_worker()
+        start_worker()
+        yield uis, balancer
 
 
 @pytest.mark.timeout(STORM_SECONDS + 240)
@@ -126,24 +99,9 @@ def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer
 
     truth = Controller(settings_env, listen=False)
 
-    def quiet() -> bool:
-        truth.replica.reset(truth.store.read_state(), force=True)
-        return not any(m["status"] in TRANSIENT for m in truth.fetch_models()) and _rq_idle(truth)
-
-    try:
-        wait_until(quiet, 90, "every model to reach a final status and every job to end", interval=0.5)
-    except AssertionError:
-        stuck = [(m, truth.jobs.status(m["job_id"])) for m in truth.fetch_models() if m["status"] in TRANSIENT]
-        raise AssertionError(f"still transient: {stuck}") from None
+    settle(truth)
+    replicas_equal_redis(uis, truth)
     redis_models = truth.fetch_models()
-
-    with httpx.Client() as client:  # every UI worker's replica equals Redis (a loaded machine may lag a moment)
-        for ui in uis:
-            def same_as_redis(url: str = ui.url) -> bool:
-                response = client.post(f"{url}/gradio_api/run/fetch_models", json={"data": []}, timeout=30)
-                return bool(response.json()["data"][0] == redis_models)
-
-            wait_until(same_as_redis, 20, f"{ui.name} to equal Redis", interval=0.5)
 
     finished = {m["name"]: m["status"] for m in redis_models}
     # the JSON matches every final state (its last write may land just after the last event)

@@ -11,43 +11,28 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 
-from app.core.errors import ModelDepotError
 from app.core.records import ModelRecord, Status
 from app.core.settings import Settings
 from workers.context import WorkerContext
 from workers.lifecycle import updates, usage
+from workers.turns import TurnLoop
 
 log = logging.getLogger(__name__)
 
 _MAX_TICK_S = 5.0
 
 
-class Upkeep(threading.Thread):
+class Upkeep(TurnLoop):
+    what = "upkeep pass"
+
     def __init__(self, ctx: WorkerContext, *, tick: float | None = None) -> None:
-        super().__init__(name="modeldepot-upkeep", daemon=True)
+        super().__init__(name="modeldepot-upkeep", tick=tick if tick is not None else tick_for(ctx.settings))
         self.ctx = ctx
-        self.tick = tick if tick is not None else tick_for(ctx.settings)
-        self._stop_event = threading.Event()
 
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.tick):
-            try:
-                if self.ctx.store.take_upkeep_turn(self.tick):
-                    self.run_once()
-            except ModelDepotError as e:
-                log.warning("upkeep pass skipped: %s", e)
-            except Exception:
-                log.exception("upkeep pass failed")
-
-    def _pause(self, seconds: float) -> None:
-        """Wait out the Hub's 429 backoff, but not past a stop."""
-        self._stop_event.wait(seconds)
+    def take_turn(self) -> bool:
+        return self.ctx.store.take_upkeep_turn(self.tick)
 
     def run_once(self, *, now: float | None = None) -> None:
         settings = self.ctx.settings
@@ -57,7 +42,7 @@ class Upkeep(threading.Thread):
         if settings.update_check_s > 0:
             names = due_checks(self.ctx, interval_s=settings.update_check_s, tick_s=self.tick, now=now)
             if names:
-                updates.check_models(self.ctx, names, sleep=self._pause)
+                updates.check_models(self.ctx, names, sleep=self.pause)
 
 
 def tick_for(settings: Settings) -> float:
