@@ -91,6 +91,21 @@ class Keys:
         """STRING with TTL: JSON of the logged-in user; keyed by a hash so tokens never sit in Redis."""
         return f"{self.sessions}:{hashlib.sha256(token.encode()).hexdigest()}"
 
+    @property
+    def api_tokens(self) -> str:
+        """HASH: sha256 of an API token -> JSON of its details (user, role, label, prefix, created, last used,
+        expiry): what `modeldepot token ls` lists. The token itself is never stored."""
+        return f"{self.prefix}:tokens"
+
+    def api_token(self, token: str) -> str:
+        """STRING (TTL = the token's expiry, if any): JSON of the token's details, keyed by a hash of the token, so
+        checking a bearer token is one GET on every worker and a revocation (DEL) counts at once everywhere."""
+        return f"{self.prefix}:token:{hashlib.sha256(token.encode()).hexdigest()}"
+
+    def token_failures(self, source: str) -> str:
+        """STRING counter with TTL: recent requests from ``source`` (a client address) with a wrong API token."""
+        return f"{self.prefix}:token-failures:{hashlib.sha256(source.encode()).hexdigest()}"
+
     def login_failures(self, name: str) -> str:
         """STRING counter with TTL: recent wrong passwords for a user name (keyed by a hash of the name)."""
         return f"{self.prefix}:login-failures:{hashlib.sha256(name.encode()).hexdigest()}"

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.errors import ConfigError
@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     session_ttl: int = Field(default=7 * 24 * 3600, gt=0, description="Login session lifetime (s).")
     login_max_failures: int = Field(default=5, ge=1, description="Wrong passwords before a user's sign-in pauses.")
     login_pause_s: int = Field(default=300, gt=0, description="How long sign-in pauses after the last wrong one (s).")
+
+    url: str | None = Field(
+        default=None, description="A UI worker's address (http://host:7860): the CLI then goes through its HTTP API."
+    )
+    token: SecretStr | None = Field(default=None, description="The API token the CLI sends with MODELDEPOT_URL.")
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed to call /api/v1 from a browser; empty: none."
+    )
 
     stall_s: float = Field(default=30.0, gt=0, description="A transfer with no new byte this long is stalled (s).")
     retry_window_s: float = Field(
@@ -121,6 +129,19 @@ class Settings(BaseSettings):
             raise ValueError(f"MODELDEPOT_DISK_LOW_WATERMARK ({low:g}) must be below MODELDEPOT_DISK_HIGH_WATERMARK "
                              f"({high:g}), e.g. 80 and 90")
         return self
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be the address of a UI worker, e.g. http://modeldepot.internal:7860")
+        return value.rstrip("/")
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @field_validator("redis_url")
     @classmethod
