@@ -22,7 +22,7 @@ from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
 from tests.support.storms import call, replicas_equal_redis, settle, ui_stack
-from tests.support.waiting import wait_snapshot
+from tests.support.waiting import wait_snapshot, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,8 @@ REPOS = [f"life/m{i:02d}" for i in range(12)]
 CLIENTS = 20
 STORM_SECONDS = float(os.environ.get("MODELDEPOT_STORM_SECONDS", "20"))
 SIZE = 150_000
-QUOTA = 8 * (SIZE + 20_000)  # about 8 of the 12 fit: downloads and updates keep evicting
+QUOTA = 8 * SIZE + SIZE // 2  # 8 of the 12 fit: the storm's downloads and updates must evict
+FILLED = 8
 
 _REPO = r"life/m\d\d"
 REFUSALS = [
@@ -99,7 +100,20 @@ def lifecycle_stack(settings_env: Settings, hub: HubServer, start_worker: Any, t
     with ui_stack(worker_env, tmp_path, 2) as (uis, balancer):
         start_worker()
         start_worker()
+        _fill_to_the_quota(settings_env, hub)
         yield uis, balancer
+
+
+def _fill_to_the_quota(settings: Settings, hub: HubServer) -> None:
+    """Start the storm with the quota full and every branch moved, so whatever the machine's speed, the storm's
+    downloads must evict and its updates must fetch."""
+    with Controller(settings) as controller:
+        for repo in REPOS[:FILLED]:
+            controller.download_model(repo)
+        for repo in REPOS[:FILLED]:
+            wait_status(controller, repo, {"ready"})
+    for repo in REPOS:
+        hub.update_file(repo, "model.bin", SIZE + 1)
 
 
 @pytest.mark.timeout(STORM_SECONDS + 240)
