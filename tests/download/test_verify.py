@@ -49,3 +49,17 @@ def test_verify_reports_missing_files(hf: HubServer, models: Path, fetch: Callab
         hub.verify(repo_id, sha, cache_dir=models, files=["config.json", "model.safetensors"])
     with pytest.raises(IntegrityError, match="not on the models volume"):
         hub.verify(repo_id, "f" * 40, cache_dir=models)
+
+
+def test_verify_leaves_last_use_as_it_was(hf: HubServer, models: Path, fetch: Callable[..., Any]) -> None:
+    import time
+
+    from workers.download import cache
+
+    repo_id, sha = new_repo(hf)
+    _, snapshot = fetch(repo_id, models)
+    long_ago = time.time() - 40 * 86400
+    for link in snapshot.iterdir():
+        os.utime(link.resolve(), (long_ago, long_ago))
+    hub.verify(repo_id, sha, cache_dir=models)  # reads every byte of every file
+    assert cache.last_access(repo_id, sha, models) == pytest.approx(long_ago, abs=1)

@@ -19,7 +19,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,26 @@ def point_ref(repo_id: str, branch: str, commit: str, *, cache_dir: Path) -> Non
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
     ref.write_text(commit)
+
+
+@contextmanager
+def access_times_kept(repo_id: str, commit: str, cache_dir: Path) -> Iterator[None]:
+    """Put the access times of a snapshot's blobs back after the block reads them (verification), so last use
+    stays the users' and eviction does not take our own reads for use."""
+    snapshot = snapshot_dir(repo_id, commit, cache_dir)
+    kept: dict[str, tuple[float, float]] = {}
+    for folder, _, names in os.walk(snapshot):
+        for name in names:
+            with suppress(OSError):
+                blob = os.path.realpath(os.path.join(folder, name))
+                info = os.stat(blob)
+                kept[blob] = (info.st_atime, info.st_mtime)
+    try:
+        yield
+    finally:
+        for blob, times in kept.items():
+            with suppress(OSError):
+                os.utime(blob, times)
 
 
 def last_access(repo_id: str, commit: str, cache_dir: Path) -> float | None:

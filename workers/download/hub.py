@@ -132,7 +132,8 @@ def verify(
             f"{repo_id} at commit {commit[:12]} is not on the models volume; download it again."
         )
     api = HfApi(endpoint=endpoint, token=token)
-    with hub_errors(repo_id, revision=commit, endpoint=endpoint, cache_dir=cache_dir):
+    with hub_errors(repo_id, revision=commit, endpoint=endpoint, cache_dir=cache_dir), \
+            cache.access_times_kept(repo_id, commit, cache_dir):  # our own reading is no use of the model
         result = api.verify_repo_checksums(repo_id, revision=commit, cache_dir=cache_dir, token=token)
     corrupt = sorted(m["path"] for m in result.mismatches)
     missing = sorted(set(files or ()) & set(result.missing_paths))
