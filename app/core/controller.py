@@ -130,10 +130,14 @@ class Controller:
             self._listener = Listener(self.store, self.replica, on_empty=self._reseed)
             self._listener.start()
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Stop following the events channel. ``wait=False`` does not wait for the listener's current read (up to
+        its poll interval): for a process about to exit, which need not join a daemon thread (Ctrl-C on
+        ``modeldepot logs -f`` then ends it in about a tenth of a second)."""
         if self._listener is not None:
             self._listener.stop()
-            self._listener.join(timeout=5)
+            if wait:
+                self._listener.join(timeout=5)
             self._listener = None
 
     def __enter__(self) -> Controller:
