@@ -18,7 +18,8 @@ auth_cli = typer.Typer(
     cls=TyperGroup,
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="Users of password sign-in: make lines for the users file (`MODELDEPOT_AUTH_FILE`).",
+    help="Users of password sign-in: make lines for the users file (`MODELDEPOT_AUTH_FILE`). Runs locally: it "
+    "needs neither Redis nor MODELDEPOT_URL.",
 )
 
 

@@ -1,10 +1,11 @@
 """Following the live replica from a script: a model until it finishes or pauses, an update check until every
 model has its answer, the event log as it grows.
 
-Both poll the replica the controller's listener keeps current, waking as soon as a new version arrives, and
-end on Ctrl-C. While they follow, SIGINT only sets a flag (:func:`catching_interrupts`) that they look at
-between two waits: a KeyboardInterrupt raised wherever the main thread happens to be (inside a Redis read,
-a condition wait or the join of the listener thread) could leave the process half shut down.
+Both poll what keeps the records current (a controller's replica, or over HTTP the API's streams: see
+app/cli/streams.py), waking as soon as a new version arrives, and end on Ctrl-C. While they follow, SIGINT only
+sets a flag (:func:`catching_interrupts`) that they look at between two waits: a KeyboardInterrupt raised wherever
+the main thread happens to be (inside a Redis read, a condition wait or the join of the listener thread) could
+leave the process half shut down.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from app.core.records import FINISHED, RecordView, Status
 
 if TYPE_CHECKING:
-    from app.core.controller import Controller
+    from app.cli.depot import Depot, Live
 
 
 END_STATES = FINISHED | {Status.PAUSED}
@@ -77,7 +78,7 @@ class WaitTimeout(Exception):
 
 
 def follow_model(
-    controller: Controller,
+    controller: Live,
     name: str,
     on_change: Callable[[RecordView | None], None],
     *,
@@ -118,7 +119,7 @@ class ChecksPending(Exception):
 
 
 def wait_checked(
-    controller: Controller, before: Mapping[str, float | None], *, timeout: float, poll: float = STOP_CHECK
+    controller: Live, before: Mapping[str, float | None], *, timeout: float, poll: float = STOP_CHECK
 ) -> None:
     """Return once every model of ``before`` that is still ready was checked again: its ``checked_at`` differs
     from the one ``before`` gives (read when the check was asked).
@@ -150,7 +151,7 @@ def unchecked(models: Mapping[str, RecordView], before: Mapping[str, float | Non
 
 
 def follow_logs(
-    controller: Controller,
+    controller: Depot,
     emit: Callable[[str], None],
     *,
     since: Sequence[str] | None = None,

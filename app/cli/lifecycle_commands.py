@@ -19,7 +19,7 @@ from app.cli.waiting import wait_for_download, warn_without_workers
 from app.core.records import ModelRecord, RecordView, Status
 
 if TYPE_CHECKING:
-    from app.core.controller import Controller
+    from app.cli.depot import Depot
 
 
 def outdated(
@@ -56,7 +56,7 @@ def followed(records: list[RecordView]) -> list[RecordView]:
     return [r for r in records if r["status"] == Status.READY and ModelRecord.model_validate(r).follows_branch]
 
 
-def check_now(controller: Controller, timeout: float, *, err: bool) -> list[str]:
+def check_now(controller: Depot, timeout: float, *, err: bool) -> list[str]:
     """Ask for an update check of every followed model and wait for the answers; the names still unanswered when
     ``timeout`` passed (none on Ctrl-C: the listing shows what arrived)."""
     from app.cli.follow import ChecksPending, wait_checked
@@ -128,9 +128,9 @@ def prune(
 
     Never a pinned model, nor one used within MODELDEPOT_EVICT_MIN_IDLE_S (eviction's order and rules). At a
     terminal it shows what would go and asks first, unless --yes; from a script it goes ahead. Run it on a host
-    that mounts the models volume.
+    that mounts the models volume, or through the API (MODELDEPOT_URL), which prunes with the server's settings.
     """
-    from app.cli.output import prune_view
+    from app.cli.output import prune_view, pruned_victims
     from app.core.quota import Limits
 
     console = Console(highlight=False)
@@ -139,12 +139,12 @@ def prune(
         if not (dry_run or yes) and sys.stdin.isatty():
             preview = controller.prune(dry_run=True)
             console.print(prune_view(preview, limits))
-            if not preview.plan.victims:
+            if not pruned_victims(preview):
                 return
             confirm_prune()
         pruned = controller.prune(dry_run=dry_run, requested_by=current_user())
         console.print(prune_view(pruned, limits))
-    if dry_run and pruned.plan.victims:
+    if dry_run and pruned_victims(pruned):
         say("Nothing was removed (dry run); run `modeldepot prune` to remove them.")
 
 

@@ -1,8 +1,10 @@
 """`modeldepot` command line (typer + rich).
 
 Every command goes through the same :class:`~app.core.controller.Controller` as the UI, so what it does shows
-in every open page at once. Our errors (:class:`~app.core.errors.ModelDepotError`) are caught in one place and
-become one line on stderr with exit code 1; ``--debug`` shows the traceback instead.
+in every open page at once: directly on Redis, or with MODELDEPOT_URL (``--url``) through a UI worker's HTTP API
+(:class:`~app.cli.remote.RemoteDepot`), with the same output and exit codes. `serve`, `worker`, `snapshot`,
+`auth` and `token` are server-side and always use Redis. Our errors (:class:`~app.core.errors.ModelDepotError`)
+are caught in one place and become one line on stderr with exit code 1; ``--debug`` shows the traceback instead.
 
 This module is the entry point and holds the core commands; what every command stands on is in
 app/cli/session.py, and the lifecycle commands (`outdated`, `update`, `pin`, `unpin`, `prune`) in
@@ -28,16 +30,28 @@ from app.cli.auth_command import auth_cli
 from app.cli.errors import fail
 from app.cli.lifecycle_commands import outdated, pin, prune, unpin, update
 from app.cli.options import ModelArg, TimeoutOption, WaitOption, examples, say
-from app.cli.session import bare_store, cli_settings, current_user, open_controller, seed
+from app.cli.session import (
+    ROOT_OPTIONS,
+    RootOptions,
+    bare_store,
+    cli_settings,
+    current_user,
+    open_controller,
+    open_remote,
+    seed,
+)
+from app.cli.token_command import token_cli
 from app.cli.waiting import wait_for_download
 from app.core.errors import ModelDepotError, StateFileError
 from app.core.records import RecordView, Status
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LONG_RUNNING = frozenset({"serve", "worker"})
+SERVER_SIDE = "Server-side: uses Redis (MODELDEPOT_REDIS_URL) even when MODELDEPOT_URL is set."
 
 if TYPE_CHECKING:  # imported where used, so `--help` stays fast
     from app.core.settings import Settings
+    from app.core.status import HealthReport
     from app.core.store import Store
 
 
@@ -45,6 +59,7 @@ class DepotGroup(TyperGroup):
     """Catches errors centrally: one line on stderr and a non-zero exit, the traceback only with --debug."""
 
     def invoke(self, ctx: Any) -> Any:
+        options = ROOT_OPTIONS.set(RootOptions.of(ctx.params))
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):
@@ -60,6 +75,8 @@ class DepotGroup(TyperGroup):
                 f"unexpected {type(e).__name__}: {e}. Run again with --debug to see the traceback, "
                 "and report it if it persists."
             )
+        finally:
+            ROOT_OPTIONS.reset(options)
 
 
 cli = typer.Typer(
@@ -69,17 +86,21 @@ cli = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,
     help="Model Depot: a team's shared Hugging Face model manager.\n\n"
-    "Reads MODELDEPOT_REDIS_URL and the other MODELDEPOT_* settings from the environment.",
-    epilog="**Examples**\n\n`modeldepot status`\n\n`modeldepot pull org/name --wait`\n\n`modeldepot --debug ls`",
+    "Reads MODELDEPOT_REDIS_URL and the other MODELDEPOT_* settings from the environment. With MODELDEPOT_URL "
+    "(or --url) set, the commands go through that UI worker's HTTP API and need no Redis; serve, worker, "
+    "snapshot, auth and token are server-side and always use Redis.",
+    epilog="**Examples**\n\n`modeldepot status`\n\n`modeldepot pull org/name --wait`\n\n`modeldepot --debug ls`"
+    "\n\n`MODELDEPOT_URL=http://modeldepot.internal:7860 MODELDEPOT_TOKEN=mdp_… modeldepot ls`",
 )
 snapshot_cli = typer.Typer(
     cls=TyperGroup,
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="Move the model list between deployments as a JSON file.",
+    help=f"Move the model list between deployments as a JSON file. {SERVER_SIDE}",
 )
 cli.add_typer(snapshot_cli, name="snapshot")
 cli.add_typer(auth_cli, name="auth")
+cli.add_typer(token_cli, name="token")
 
 
 class SortBy(StrEnum):
@@ -93,14 +114,43 @@ class SortBy(StrEnum):
 # ---- wiring ----------------------------------------------------------------------------------------
 
 
+def checked_url(value: str | None) -> str | None:
+    """``--url`` as MODELDEPOT_URL would be read (the same rule and message)."""
+    from pydantic import ValidationError
+
+    from app.core.settings import Settings
+
+    if value is None:
+        return None
+    try:
+        return Settings.model_validate({"url": value}).url
+    except ValidationError as e:
+        raise typer.BadParameter(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
 @cli.callback()
 def root(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", metavar="URL", callback=checked_url,
+            help="A UI worker's address (default: MODELDEPOT_URL): the commands go through its HTTP API, no Redis.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", metavar="TOKEN", show_default=False,
+            help="API token for --url (default: MODELDEPOT_TOKEN; prefer that: a flag shows in `ps`).",
+        ),
+    ] = None,
 ) -> None:
     """Model Depot: a team's shared Hugging Face model manager."""
     level = logging.INFO if ctx.invoked_subcommand in LONG_RUNNING else logging.WARNING
     logging.basicConfig(level=logging.DEBUG if debug else level, format=LOG_FORMAT)
+    # --url and --token reach the commands through ROOT_OPTIONS, set by DepotGroup.invoke
 
 
 # ---- processes ---------------------------------------------------------------------------------------
@@ -116,7 +166,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 7860,
 ) -> None:
-    """Run a UI worker. With no MODELDEPOT_REDIS_URL, also start redis-server and download workers."""
+    """Run a UI worker (the page and the HTTP API). With no MODELDEPOT_REDIS_URL, also start redis-server and
+    download workers.
+
+    Server-side: uses Redis (MODELDEPOT_REDIS_URL) even when MODELDEPOT_URL is set.
+    """
     from app.cli.runtime import serve as run
 
     run(host, port)
@@ -133,7 +187,10 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker name (default: a random id).")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
 ) -> None:
-    """Run an RQ worker for downloads and removals (several may run on several hosts)."""
+    """Run an RQ worker for downloads and removals (several may run on several hosts).
+
+    Server-side: uses Redis (MODELDEPOT_REDIS_URL) even when MODELDEPOT_URL is set.
+    """
     cli_settings()  # a bad setting is reported here, as for every command
     args = [sys.executable, "-m", "workers", "--queues", queues, *(["--name", name] if name else []),
             *(["--burst"] if burst else [])]
@@ -253,6 +310,16 @@ def confirm_removal(record: RecordView) -> None:
         fail("nothing was removed; answer y, or pass --yes.")
 
 
+@cli.command(epilog=examples("modeldepot retry org/name", "modeldepot retry org/name@v1.0 --wait"))
+def retry(model: ModelArg, wait: WaitOption = False, timeout: TimeoutOption = None) -> None:
+    """Queue a failed or cancelled download again with the same revision and patterns."""
+    with open_controller(listen=wait) as controller:
+        outcome = controller.retry_download(model, requested_by=current_user())
+        say(outcome.message)
+        if wait:
+            wait_for_download(controller, outcome.name, timeout, report_finished)
+
+
 @cli.command(epilog=examples("modeldepot cancel org/name"))
 def cancel(model: ModelArg) -> None:
     """Cancel a queued, running or paused download; its partial files are deleted."""
@@ -326,31 +393,34 @@ def status(
     Exits 1 when unhealthy: Redis unreachable, or a queue without a live worker.
     """
     from app.cli.output import status_view
-    from app.core.connection import connect
-    from app.core.controller import Controller
-    from app.core.status import RoomInfo, TransferLimits, fill_report, redis_report
 
     settings = cli_settings()
-    connection = connect(settings)
-    report = redis_report(connection)
-    report.transfers = TransferLimits.of(settings)
-    report.room = RoomInfo.read(settings)
-    if report.redis_version is not None:
-        seed(connection, settings)
-        with Controller(settings, connection, listen=False) as controller:
-            fill_report(
-                report,
-                controller.jobs,
-                controller.models,
-                state_version=controller.version,
-                models_dir=settings.resolved_models_dir,
-            )
+    if settings.url is not None:
+        with open_remote(settings) as remote:
+            report = remote.health()
+    else:
+        report = direct_report(settings)
     if as_json:
         say(json.dumps({**asdict(report), "healthy": report.healthy}, indent=2))
     else:
         Console(highlight=False).print(status_view(report))
     if not report.healthy:
         fail(f"unhealthy: {'; '.join(report.problems)}")
+
+
+def direct_report(settings: Settings) -> HealthReport:
+    """The health report read from Redis, the RQ registries and this host's volume (the API serves the same)."""
+    from app.core.connection import connect
+    from app.core.controller import Controller
+    from app.core.status import health_report
+
+    connection = connect(settings)
+
+    def replica() -> Controller:
+        seed(connection, settings)
+        return Controller(settings, connection, listen=False)
+
+    return health_report(settings, connection, replica)
 
 
 @snapshot_cli.command(
@@ -360,11 +430,13 @@ def status(
 def snapshot_export(
     file: Annotated[str, typer.Argument(metavar="FILE", help="Where to write; - for stdout.")],
 ) -> None:
-    """Write every model record and the event log to a JSON file."""
+    """Write every model record and the event log to a JSON file (server-side: reads Redis)."""
     from app.core.snapshot_io import STDIO, export_text, write_text
 
-    with open_controller() as controller:
-        text, state = export_text(controller.store)
+    settings = cli_settings()
+    store = bare_store(settings)
+    seed(store.redis, settings)
+    text, state = export_text(store)
     write_text(file, text)
     if file != STDIO:
         say(f"Exported {len(state.models)} models (state version {state.version}) to {file}.")
@@ -381,7 +453,8 @@ def snapshot_import(
         typer.Option(help="Import even though Redis already has models (same-named records are overwritten)."),
     ] = False,
 ) -> None:
-    """Load a snapshot file into Redis; refuses a malformed file, and a Redis with models unless --force."""
+    """Load a snapshot file into Redis; refuses a malformed file, and a Redis with models unless --force
+    (server-side: writes Redis)."""
     from app.core.snapshot_io import import_state, read_document
 
     state = read_document(file)

@@ -16,6 +16,7 @@ from app.core.records import RecordView, Status, disk_bytes, idle_since, retry_t
 from app.core.units import human_age, human_bytes, human_duration
 
 if TYPE_CHECKING:
+    from app.cli.depot import PruneReport
     from app.core.controller import Pruned
     from app.core.quota import Limits, Victim
     from app.core.status import HealthReport, RoomInfo
@@ -170,9 +171,13 @@ def outdated_summary(records: list[RecordView]) -> str:
     return line
 
 
-def prune_view(pruned: Pruned, limits: Limits, *, now: float | None = None) -> RenderableType:
+def prune_view(pruned: Pruned | PruneReport, limits: Limits, *, now: float | None = None) -> RenderableType:
     """What ``modeldepot prune`` removed (or, with --dry-run, would remove), or why nothing has to go."""
+    from app.cli.depot import PruneReport
+
     now = time.time() if now is None else now
+    if isinstance(pruned, PruneReport):
+        return _reported_prune_view(pruned, now=now)
     plan = pruned.plan
     if not limits.configured:
         return ("Nothing to prune: no limit is set (MODELDEPOT_MODELS_QUOTA, MODELDEPOT_DISK_HIGH_WATERMARK), "
@@ -184,14 +189,38 @@ def prune_view(pruned: Pruned, limits: Limits, *, now: float | None = None) -> R
     if not plan.victims:
         return (f"{over} No model can go: every ready model is pinned or was used within the last "
                 f"{human_age(plan.min_idle_s)}. Remove or unpin models, or raise the limit.")
-    removed = plan.victims if pruned.dry_run else tuple(v for v in plan.victims if v.name in pruned.removing)
-    verb = "Would remove" if pruned.dry_run else "Removing"
-    parts: list[RenderableType] = [over]
-    if removed:
-        parts += [f"{verb} {len(removed)} least recently used {'model' if len(removed) == 1 else 'models'}:",
-                  victims_table(removed, now=now)]
+    removed = _removed(plan.victims, pruned.removing, pruned.dry_run)
+    parts: list[RenderableType] = [over, *_victims_part(removed, pruned.dry_run, now=now)]
     parts += _prune_notes(pruned, removed)
     return Group(*parts)
+
+
+def _reported_prune_view(report: PruneReport, *, now: float) -> RenderableType:
+    """A prune over HTTP: the server's message (it has the plan, and names what was skipped), then the same table."""
+    removed = _removed(report.victims, report.removing, report.dry_run)
+    parts: list[RenderableType] = [escape(report.message), *_victims_part(removed, report.dry_run, now=now)]
+    if removed and not report.dry_run:
+        parts.append("Their removal jobs are queued; watch them with `modeldepot ls`.")
+    return Group(*parts) if len(parts) > 1 else parts[0]
+
+
+def pruned_victims(pruned: Pruned | PruneReport) -> tuple[Victim, ...]:
+    """The models a prune takes (or, in a dry run, would take)."""
+    from app.cli.depot import PruneReport
+
+    return pruned.victims if isinstance(pruned, PruneReport) else pruned.plan.victims
+
+
+def _removed(victims: Sequence[Victim], removing: Sequence[str], dry_run: bool) -> tuple[Victim, ...]:
+    return tuple(victims) if dry_run else tuple(v for v in victims if v.name in removing)
+
+
+def _victims_part(removed: Sequence[Victim], dry_run: bool, *, now: float) -> list[RenderableType]:
+    if not removed:
+        return []
+    verb = "Would remove" if dry_run else "Removing"
+    return [f"{verb} {len(removed)} least recently used {'model' if len(removed) == 1 else 'models'}:",
+            victims_table(removed, now=now)]
 
 
 def victims_table(victims: Sequence[Victim], *, now: float) -> Table:

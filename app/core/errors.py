@@ -10,7 +10,8 @@ code, so callers (the UI, the CLI) handle one family. Every message says what to
     ├── NotFoundError(KeyError)     (no such model in the state)
     ├── ConflictError               (the model is in a status that forbids the action)
     ├── PermissionDeniedError       (role does not allow the action)
-    │   └── TooManySignInsError     (sign-in paused after repeated wrong passwords)
+    │   ├── TooManySignInsError     (sign-in paused after repeated wrong passwords)
+    │   └── TooManyTokenAttemptsError (API tokens from one address paused after repeated wrong ones)
     ├── StateUnavailableError       (Redis unreachable)
     ├── StateFileError
     │   └── StateFileCorruptError
@@ -63,6 +64,17 @@ class PermissionDeniedError(ModelDepotError, PermissionError):
 
 class TooManySignInsError(PermissionDeniedError):
     """Sign-in for this user name is paused after too many wrong passwords."""
+
+
+class TooManyTokenAttemptsError(PermissionDeniedError):
+    """API tokens from this client address are refused for a while after too many wrong ones.
+
+    ``retry_after_s`` is how long the pause still lasts (an HTTP answer's ``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StateUnavailableError(ModelDepotError, ConnectionError):

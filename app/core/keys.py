@@ -100,7 +100,12 @@ class Keys:
     def api_token(self, token: str) -> str:
         """STRING (TTL = the token's expiry, if any): JSON of the token's details, keyed by a hash of the token, so
         checking a bearer token is one GET on every worker and a revocation (DEL) counts at once everywhere."""
-        return f"{self.prefix}:token:{hashlib.sha256(token.encode()).hexdigest()}"
+        return self.api_token_by_digest(token_digest(token))
+
+    def api_token_by_digest(self, digest: str) -> str:
+        """The key of :meth:`api_token` named by the token's :func:`token_digest` (a field of :attr:`api_tokens`):
+        how a revocation by label or prefix finds it."""
+        return f"{self.prefix}:token:{digest}"
 
     def token_failures(self, source: str) -> str:
         """STRING counter with TTL: recent requests from ``source`` (a client address) with a wrong API token."""
@@ -138,3 +143,8 @@ class Keys:
     def remove_queue(self) -> str:
         """RQ queue name for removals and other short maintenance jobs."""
         return f"{self.prefix}-maintenance"
+
+
+def token_digest(token: str) -> str:
+    """The sha256 (hex) that names an API token in Redis instead of the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue, Worker
@@ -32,6 +33,9 @@ from app.core.records import Status
 from app.core.settings import Settings
 from app.core.store import redis_errors
 from app.core.units import human_bytes
+
+if TYPE_CHECKING:
+    from app.core.controller import Controller
 
 LOW_SPACE_FRACTION = 0.05
 
@@ -147,6 +151,24 @@ class HealthReport:
     @property
     def healthy(self) -> bool:
         return not self.problems
+
+
+def health_report(settings: Settings, connection: redis.Redis,
+                  replica: Callable[[], AbstractContextManager[Controller]]) -> HealthReport:
+    """What `modeldepot status` (and the API's ``/status``) reports: Redis, then, if it answers, the queues,
+    workers, models and volume as ``replica()`` (a controller: the UI worker's own, or the CLI's) sees them.
+
+    Raises:
+        StateUnavailableError: Redis went away while the report was being read.
+    """
+    report = redis_report(connection)
+    report.transfers = TransferLimits.of(settings)
+    report.room = RoomInfo.read(settings)
+    if report.redis_version is not None:
+        with replica() as controller:
+            fill_report(report, controller.jobs, controller.models, state_version=controller.version,
+                        models_dir=settings.resolved_models_dir)
+    return report
 
 
 def redis_report(connection: redis.Redis) -> HealthReport:

@@ -56,6 +56,7 @@ class Replica:
             self.logs.extend(entry.format() for entry in state.logs)
             self.synced_at = time.time()
             self._cond.notify_all()
+        self._notify()
 
     def apply(self, event: dict[str, Any]) -> Applied:
         """Apply one event if it is the next version."""
@@ -71,6 +72,7 @@ class Replica:
                 self.structural_version = version
             self.synced_at = time.time()
             self._cond.notify_all()
+        self._notify()
         return Applied.APPLIED
 
     def _apply_change(self, event: dict[str, Any]) -> None:
@@ -97,6 +99,26 @@ class Replica:
         """Block until this replica reached ``version``; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self.version >= version, timeout=timeout)
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after every new version, in the thread that made it (the listener's, or a writer's):
+        it must return at once, e.g. hand over to an event loop. Returns the function that stops the calls."""
+        with self._cond:
+            self._listeners.append(callback)
+
+        def remove() -> None:
+            with self._cond:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+
+        return remove
+
+    def _notify(self) -> None:
+        for callback in tuple(self._listeners):
+            try:
+                callback()
+            except Exception:  # a broken watcher must not stop the replica
+                log.exception("a replica change callback failed")
 
 
 class Listener(threading.Thread):

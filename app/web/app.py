@@ -1,7 +1,8 @@
-"""The ASGI app of one UI worker: ops endpoints (/metrics, /healthz, /readyz), then sign-in and the UI.
+"""The ASGI app of one UI worker: ops endpoints (/metrics, /healthz, /readyz), the HTTP API (/api/v1), then
+sign-in and the UI.
 
-Ops routes are added before the UI is mounted at ``/``, so they win over Gradio's catch-all; the sign-in
-routes and the page come from :func:`app.web.gradio_ui.mount`, which adds them to this app.
+Ops routes and the API are added before the UI is mounted at ``/``, so they win over Gradio's catch-all; the
+sign-in routes and the page come from :func:`app.web.gradio_ui.mount`, which adds them to this app.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from app.core.errors import ModelDepotError
 from app.core.settings import Settings
+from app.web.api.application import mount_api
 from app.web.gradio_ui import mount
 from app.web.metrics import build_registry
 
@@ -23,13 +25,15 @@ if TYPE_CHECKING:
 
 
 def create_app(controller: Controller, settings: Settings) -> FastAPI:
-    """The app `modeldepot serve` runs: ops routes first, then sign-in routes and the UI at ``/``.
+    """The app `modeldepot serve` runs: ops routes first, the API at ``/api/v1``, then sign-in routes and the UI
+    at ``/``.
 
     Raises:
         ConfigError: the auth settings cannot be used (raised by the UI's sign-in setup).
     """
     app = FastAPI(title="Model Depot", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(ops_router(controller, build_registry(controller)))
+    mount_api(app, controller, settings)
     return mount(app, controller, settings)
 
 

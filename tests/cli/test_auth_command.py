@@ -21,6 +21,8 @@ from app.web.auth.roles import Role, User
 from app.web.auth.users import parse_users
 from tests.cli.conftest import one_error_line, run_cli
 
+pytestmark = pytest.mark.direct_only  # a local command: it reads no settings, neither Redis nor MODELDEPOT_URL
+
 PASSWORD = "s3cret-Pass"
 
 

@@ -6,8 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from app.core.controller import Controller
 from app.core.records import ModelRecord, RetryState, Status
 from app.core.settings import Settings, reset_settings
 from app.core.store import LogEntry
-from tests.cli.conftest import Run, run_cli, run_many
+from tests.cli.conftest import Cli, one_error_line, run_cli
 
 COMMANDS = [
     ["serve"],
@@ -32,6 +30,7 @@ COMMANDS = [
     ["ls"],
     ["rm"],
     ["cancel"],
+    ["retry"],
     ["pause"],
     ["resume"],
     ["verify"],
@@ -72,8 +71,8 @@ def populated(settings_env: Settings) -> Settings:
     return settings_env
 
 
-def test_ls_json_is_what_the_ui_lists(cli: Run, populated: Settings) -> None:
-    everything, queued, table = run_many(["ls", "--json"], ["ls", "--json", "--status", "queued"], ["ls"])
+def test_ls_json_is_what_the_ui_lists(cli: Cli, populated: Settings) -> None:
+    everything, queued, table = cli.many(["ls", "--json"], ["ls", "--json", "--status", "queued"], ["ls"])
     with Controller(populated, listen=False) as controller:
         assert json.loads(everything.stdout) == controller.fetch_models()
     assert [m["name"] for m in json.loads(queued.stdout)] == ["org/queued"]
@@ -82,28 +81,55 @@ def test_ls_json_is_what_the_ui_lists(cli: Run, populated: Settings) -> None:
         assert text in table.stdout
 
 
-def test_pause_and_resume_a_queued_download(cli: Run, populated: Settings) -> None:
+def test_pause_and_resume_a_queued_download(cli: Cli, populated: Settings) -> None:
     with Controller(populated, listen=False) as controller:
         first_job = controller.get_model("org/queued")["job_id"]
     paused = cli("pause", "org/queued")
     assert paused.returncode == 0 and paused.stdout.strip() == "Paused org/queued."
-    listed, again = run_many(["ls", "--status", "paused"], ["pause", "org/queued"])
+    listed, again = cli.many(["ls", "--status", "paused"], ["pause", "org/queued"])
     assert "org/queued" in listed.stdout and "paused" in listed.stdout
     assert again.returncode == 1 and "org/queued is already paused" in again.stderr
     with Controller(populated, listen=False) as controller:
         assert controller.get_model("org/queued")["status"] == "paused"
         assert len(controller.jobs.downloads) == 0
-        assert controller.get_logs()[-1].endswith("(cli): paused download of org/queued (was queued)")
+        assert controller.get_logs()[-1].endswith(f"  {cli.actor}: paused download of org/queued (was queued)")
     resumed = cli("resume", "org/queued")
     assert resumed.returncode == 0 and resumed.stdout.startswith("Resumed org/queued")
     with Controller(populated, listen=False) as controller:
         record = controller.get_model("org/queued")
         assert record["status"] == "queued" and record["job_id"] != first_job
         assert record["allow_patterns"] == ["*.json"] and controller.jobs.is_waiting(record["job_id"])
-        assert controller.get_logs()[-1].endswith("(cli): resumed download of org/queued")
+        assert controller.get_logs()[-1].endswith(f"  {cli.actor}: resumed download of org/queued")
 
 
-def test_ls_says_when_a_download_tries_again(cli: Run, settings_env: Settings) -> None:
+def test_verify_a_ready_model_and_cancel_a_queued_one(cli: Cli, populated: Settings) -> None:
+    verified, cancelled = cli.many(["verify", "org/ready@v1"], ["cancel", "org/queued"])
+    assert verified.returncode == 0 and verified.stdout == "Verifying org/ready@v1; the result appears in the log.\n"
+    assert cancelled.returncode == 0 and cancelled.stdout == "Cancelled org/queued.\n"
+    with Controller(populated, listen=False) as controller:
+        assert controller.get_model("org/queued")["status"] == "cancelled"
+        assert len(controller.jobs.maintenance) == 1  # the verify job
+        assert f"  {cli.actor}: asked to verify org/ready@v1" in "\n".join(controller.get_logs())
+
+
+def test_retry_queues_a_failed_download_again(cli: Cli, settings_env: Settings) -> None:
+    failed = ModelRecord(name="org/f", repo_id="org/f", status=Status.FAILED, error="the Hub answered HTTP 503",
+                         allow_patterns=["*.json"], job_id="md-dl-old", attempt=3)
+    with Controller(settings_env, listen=False) as controller:
+        controller.store.force("org/f", failed, None)
+        controller.download_model("org/q")
+    retried, queued, unknown = cli.many(["retry", "org/f"], ["retry", "org/q"], ["retry", "org/nope"])
+    assert retried.returncode == 0 and retried.stdout == "Queued org/f again.\n"
+    assert one_error_line(queued) == "error: org/q is queued; only failed or cancelled downloads can be retried."
+    assert one_error_line(unknown) == "error: org/nope is not in the list; check the name with `modeldepot ls`."
+    with Controller(settings_env, listen=False) as controller:
+        record = controller.get_model("org/f")
+        assert record["status"] == "queued" and record["job_id"] != "md-dl-old"
+        assert record["allow_patterns"] == ["*.json"] and controller.jobs.is_waiting(str(record["job_id"]))
+        assert controller.get_logs()[-1].endswith(f"  {cli.actor}: retried download of org/f")
+
+
+def test_ls_says_when_a_download_tries_again(cli: Cli, settings_env: Settings) -> None:
     retry = RetryState(attempt=3, in_s=600, cause="HTTP 503", since=time.time())
     record = ModelRecord(
         name="org/flaky",
@@ -134,7 +160,7 @@ def test_waiting_ends_when_the_download_is_paused(settings_env: Settings, capsys
     assert capsys.readouterr().err == "error: org/p is paused; resume it with `modeldepot resume org/p`.\n"
 
 
-def test_rm_states_the_bytes_and_asks(cli: Run, populated: Settings) -> None:
+def test_rm_states_the_bytes_and_asks(cli: Cli, populated: Settings) -> None:
     declined = cli("rm", "org/ready", input="n\n")
     accepted = cli("rm", "org/ready", input="y\n")
     assert "Remove org/ready (ready) and free 123.5 kB?" in declined.stdout
@@ -145,7 +171,8 @@ def test_rm_states_the_bytes_and_asks(cli: Run, populated: Settings) -> None:
         assert "removing org/ready" in controller.get_logs()[-1]
 
 
-def test_snapshot_round_trip(cli: Run, populated: Settings, tmp_path: Path, redis_client) -> None:
+@pytest.mark.direct_only
+def test_snapshot_round_trip(cli: Cli, populated: Settings, tmp_path: Path, redis_client) -> None:
     path = tmp_path / "state.json"
     exported = cli("snapshot", "export", str(path))
     assert exported.returncode == 0 and "Exported 3 models" in exported.stdout
@@ -167,15 +194,13 @@ def test_snapshot_round_trip(cli: Run, populated: Settings, tmp_path: Path, redi
     }
 
 
-def test_logs_tail_and_follow(cli: Run, settings_env: Settings) -> None:
+def test_logs_tail_and_follow(cli: Cli, settings_env: Settings) -> None:
     with Controller(settings_env, listen=False) as controller:
         for i in range(5):
             controller.add_log(f"line {i}", who="bob")
     tail = cli("logs", "-n", "2")
     assert [line.split("  ", 1)[1] for line in tail.stdout.splitlines()] == ["bob: line 3", "bob: line 4"]
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "logs", "--follow", "-n", "1"], stdout=subprocess.PIPE, text=True
-    )
+    follow = cli.spawn("logs", "--follow", "-n", "1")
     try:
         assert follow.stdout is not None
         assert follow.stdout.readline().endswith("bob: line 4\n")

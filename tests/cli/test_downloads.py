@@ -19,7 +19,7 @@ from app.core.controller import Controller
 from app.core.settings import Settings
 from app.web.app import ops_router
 from app.web.metrics import build_registry
-from tests.cli.conftest import Run, one_error_line, run_many
+from tests.cli.conftest import Cli, one_error_line
 from tests.hubserver import HubServer
 from tests.support.workers import WorkerProcess
 from tests.ui.servers import ThreadServer
@@ -55,7 +55,7 @@ def moved(before: dict[str, float], after: dict[str, float], name: str) -> float
 
 
 def test_pull_wait_shows_progress_and_metrics_move(
-    cli: Run, hub: HubServer, web: ThreadServer, start_worker: Callable[[], WorkerProcess], redis_client: redis.Redis
+    cli: Cli, hub: HubServer, web: ThreadServer, start_worker: Callable[[], WorkerProcess], redis_client: redis.Redis
 ) -> None:
     commit = hub.add_repo("org/tiny", {"config.json": b"{}", "w.bin": 3_000_000})
     hub.throttle_bps = 1_500_000
@@ -87,11 +87,11 @@ def test_pull_wait_shows_progress_and_metrics_move(
 
 
 def test_status_reports_a_killed_worker_as_gone(
-    cli: Run, start_worker: Callable[[], WorkerProcess], redis_client: redis.Redis, settings_env: Settings
+    cli: Cli, start_worker: Callable[[], WorkerProcess], redis_client: redis.Redis, settings_env: Settings
 ) -> None:
     worker = start_worker()
     name = worker.wait_alive(redis_client)
-    healthy, as_json = run_many(["status"], ["status", "--json"])
+    healthy, as_json = cli.many(["status"], ["status", "--json"])
     assert healthy.returncode == 0 and "healthy" in healthy.stdout and name in healthy.stdout
     report = json.loads(as_json.stdout)
     assert report["healthy"] and [(w["name"], w["alive"]) for w in report["workers"]] == [(name, True)]

@@ -18,7 +18,7 @@ from app.core.controller import Controller
 from app.core.errors import SnapshotImportError
 from app.core.settings import Settings
 from app.core.snapshot_io import read_document
-from tests.cli.conftest import Run, one_error_line
+from tests.cli.conftest import Cli, one_error_line
 from tests.redis_server import RedisServer, free_port
 from tests.support.locked_redis import PASSWORD
 
@@ -39,7 +39,7 @@ def traceback_shown(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" in result.stderr and "NotFoundError" in result.stderr, result.stderr
 
 
-def run_all(cli: Run, cases: dict[str, tuple[list[str], dict[str, str], Check]]) -> None:
+def run_all(cli: Cli, cases: dict[str, tuple[list[str], dict[str, str], Check]]) -> None:
     """Run every case at once, then report every case whose check failed."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = {name: pool.submit(cli, *args, env=env) for name, (args, env, _) in cases.items()}
@@ -52,19 +52,32 @@ def run_all(cli: Run, cases: dict[str, tuple[list[str], dict[str, str], Check]])
     assert not failures, "\n".join(failures)
 
 
-def test_error_paths(cli: Run, tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_error_paths(cli: Cli, redis_client: redis.Redis) -> None:
+    run_all(
+        cli,
+        {
+            "bad model name": (["pull", "not-a-model"], {}, error_line("Model name 'not-a-model' is not valid")),
+            "bad revision": (["pull", "org/name@"], {}, error_line("Nothing follows '@'")),
+            "rm bad name": (["rm", "not-a-model", "--yes"], {}, error_line("Model name 'not-a-model' is not valid")),
+            "rm unknown": (["rm", "org/unknown", "--yes"], {}, error_line("org/unknown is not in the list")),
+            "cancel unknown": (["cancel", "org/unknown"], {}, error_line("org/unknown is not in the list")),
+            "pause unknown": (["pause", "org/unknown"], {}, error_line("org/unknown is not in the list")),
+            "resume unknown": (["resume", "org/unknown"], {}, error_line("org/unknown is not in the list")),
+            "verify unknown": (["verify", "org/unknown@v1"], {}, error_line("org/unknown@v1 is not in the list")),
+            "--debug": (["--debug", "cancel", "org/unknown"], {}, traceback_shown),
+        },
+    )
+    assert redis_client.hlen("modeldepot:models") == 0
+
+
+@pytest.mark.direct_only
+def test_server_side_error_paths(cli: Cli, tmp_path: Path) -> None:
     down = f"redis://127.0.0.1:{free_port()}/0"
     malformed = tmp_path / "malformed.json"
     malformed.write_text("{nope")
     run_all(
         cli,
         {
-            "bad model name": (["pull", "not-a-model"], {}, error_line("Model name 'not-a-model' is not valid")),
-            "bad revision": (["pull", "org/name@"], {}, error_line("Nothing follows '@'")),
-            "rm unknown": (["rm", "org/unknown", "--yes"], {}, error_line("org/unknown is not in the list")),
-            "cancel unknown": (["cancel", "org/unknown"], {}, error_line("org/unknown is not in the list")),
-            "pause unknown": (["pause", "org/unknown"], {}, error_line("org/unknown is not in the list")),
-            "resume unknown": (["resume", "org/unknown"], {}, error_line("org/unknown is not in the list")),
             "ls, Redis down": (["ls"], {"MODELDEPOT_REDIS_URL": down}, error_line("Cannot reach Redis", down)),
             "status, Redis down": (["status"], {"MODELDEPOT_REDIS_URL": down}, error_line("unhealthy", "unreachable")),
             "invalid setting": (
@@ -82,12 +95,35 @@ def test_error_paths(cli: Run, tmp_path: Path, redis_client: redis.Redis) -> Non
                 {},
                 error_line("Cannot read", "No such file"),
             ),
-            "--debug": (["--debug", "cancel", "org/unknown"], {}, traceback_shown),
         },
     )
-    assert redis_client.hlen("modeldepot:models") == 0
 
 
+def test_the_api_out_of_reach(cli: Cli) -> None:
+    """Whatever the mode, a URL that cannot be used is one clear line (the http mode's own URL aside)."""
+    refused = f"http://127.0.0.1:{free_port()}"
+    run_all(
+        cli,
+        {
+            "nobody listens": (["ls"], {"MODELDEPOT_URL": refused},
+                               error_line(f"cannot reach {refused}", "Check MODELDEPOT_URL")),
+            "--url wins": (["--url", refused, "pin", "org/a"], {}, error_line(f"cannot reach {refused}")),
+            "status": (["status"], {"MODELDEPOT_URL": refused}, error_line(f"cannot reach {refused}")),
+            "not a URL": (["ls"], {"MODELDEPOT_URL": "modeldepot:7860"},
+                          error_line("MODELDEPOT_URL", "must be the address of a UI worker")),
+            "--url not a URL": (["--url", "nope", "ls"], {}, usage_error("must be the address of a UI worker")),
+        },
+    )
+
+
+def usage_error(*expected: str) -> Check:
+    def check(result: subprocess.CompletedProcess[str]) -> None:
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stderr, result.stderr
+        for text in expected:
+            assert text in result.stderr, result.stderr
+
+    return check
 
 
 def without_secrets(check: Check) -> Check:
@@ -99,7 +135,8 @@ def without_secrets(check: Check) -> Check:
     return checked
 
 
-def test_redis_refuses_the_password(cli: Run, locked_redis: RedisServer) -> None:
+@pytest.mark.direct_only
+def test_redis_refuses_the_password(cli: Cli, locked_redis: RedisServer) -> None:
     address = f"127.0.0.1:{locked_redis.port}"
     wrong = {"MODELDEPOT_REDIS_URL": f"redis://:wrong-pw@{address}/0"}
     missing = {"MODELDEPOT_REDIS_URL": f"redis://{address}/0"}
@@ -121,30 +158,33 @@ def test_redis_refuses_the_password(cli: Run, locked_redis: RedisServer) -> None
     )
 
 
-def test_errors_that_need_a_model(cli: Run, settings_env: Settings, tmp_path: Path) -> None:
+def test_errors_that_need_a_model(cli: Cli, settings_env: Settings) -> None:
     with Controller(settings_env, listen=False) as controller:
         controller.download_model("org/kept")
-    snapshot = tmp_path / "snapshot.json"
-    snapshot.write_text(json.dumps({"format": 1, "version": 1, "models": {}, "logs": []}))
     run_all(
         cli,
         {
             "rm declined": (["rm", "org/kept"], {}, error_line("nothing was removed")),
-            "import over models": (
-                ["snapshot", "import", str(snapshot)],
-                {},
-                error_line("already holds 1 models", "--force"),
-            ),
             "cancel twice": (["cancel", "org/kept@v1"], {}, error_line("org/kept@v1 is not in the list")),
             "resume queued": (
                 ["resume", "org/kept"],
                 {},
                 error_line("org/kept is queued; only paused downloads can be resumed."),
             ),
+            "verify queued": (["verify", "org/kept"], {}, error_line("org/kept is queued; only ready models can be")),
         },
     )
     with Controller(settings_env, listen=False) as controller:
         assert controller.get_model("org/kept")["status"] == "queued"
+
+
+@pytest.mark.direct_only
+def test_import_over_models(cli: Cli, settings_env: Settings, tmp_path: Path) -> None:
+    with Controller(settings_env, listen=False) as controller:
+        controller.download_model("org/kept")
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(json.dumps({"format": 1, "version": 1, "models": {}, "logs": []}))
+    error_line("already holds 1 models", "--force")(cli("snapshot", "import", str(snapshot)))
 
 
 MALFORMED = {

@@ -9,11 +9,9 @@ the update download, eviction's removals) is tested with the workers.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +27,7 @@ from app.core.records import ModelRecord, Status
 from app.core.settings import Settings
 from app.core.status import HealthReport, RoomInfo
 from app.core.store import LogEntry
-from tests.cli.conftest import Run, one_error_line, run_many
+from tests.cli.conftest import Cli, one_error_line
 from tests.support.waiting import wait_until
 
 OLD = "a" * 40
@@ -88,7 +86,7 @@ def column_order(output: str, names: list[str]) -> list[str]:
     return [row for row in rows if row in names]
 
 
-def run_with_env(cli: Run, *cases: tuple[list[str], dict[str, str]]) -> list[subprocess.CompletedProcess[str]]:
+def run_with_env(cli: Cli, *cases: tuple[list[str], dict[str, str]]) -> list[subprocess.CompletedProcess[str]]:
     """Run commands, each with extra environment variables, at the same time."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(lambda case: cli(*case[0], env=case[1]), cases))
@@ -103,20 +101,13 @@ Start = Callable[..., subprocess.Popen[str]]
 
 
 @pytest.fixture
-def start(settings_env: Settings) -> Iterator[Start]:
+def start(cli: Cli) -> Iterator[Start]:
     """Start a command that waits (for a worker) as a real process; the test plays the worker. Killed at the end
     of the test if it is still running."""
     started: list[subprocess.Popen[str]] = []
 
     def spawn(*args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        process = cli.spawn(*args)
         started.append(process)
         return process
 
@@ -135,12 +126,12 @@ def transition(settings: Settings, name: str, step: Callable[[ModelRecord], Mode
 # ---- pin, unpin -----------------------------------------------------------------------------------------
 
 
-def test_pin_and_unpin(cli: Run, settings_env: Settings) -> None:
+def test_pin_and_unpin(cli: Cli, settings_env: Settings) -> None:
     put(settings_env, ready("org/a"), ready("org/gone").model_copy(update={"status": Status.REMOVING}))
     pinned = cli("pin", "org/a")
     assert pinned.returncode == 0 and pinned.stdout == "Pinned org/a; eviction never removes it.\n"
     assert record_of(settings_env, "org/a").pinned
-    again, unknown, removing = run_many(["pin", "org/a"], ["pin", "org/nope"], ["unpin", "org/gone"])
+    again, unknown, removing = cli.many(["pin", "org/a"], ["pin", "org/nope"], ["unpin", "org/gone"])
     assert again.returncode == 0 and again.stdout == "org/a is already pinned.\n"
     assert one_error_line(unknown) == "error: org/nope is not in the list; check the name with `modeldepot ls`."
     assert unknown.returncode == 1
@@ -150,7 +141,7 @@ def test_pin_and_unpin(cli: Run, settings_env: Settings) -> None:
     assert not record_of(settings_env, "org/a").pinned
     with Controller(settings_env, listen=False) as controller:
         logs = controller.get_logs()
-    assert logs[-2].endswith("(cli): pinned org/a") and logs[-1].endswith("(cli): unpinned org/a")
+    assert logs[-2].endswith(f"  {cli.actor}: pinned org/a") and logs[-1].endswith(f"  {cli.actor}: unpinned org/a")
 
 
 # ---- ls -------------------------------------------------------------------------------------------------
@@ -169,9 +160,9 @@ def used(settings_env: Settings) -> Settings:
     return settings_env
 
 
-def test_ls_sorts_and_shows_last_use_pins_and_updates(cli: Run, used: Settings) -> None:
+def test_ls_sorts_and_shows_last_use_pins_and_updates(cli: Cli, used: Settings) -> None:
     names = ["org/old", "org/new", "org/mid", "org/upd"]
-    by_name, by_use, by_size, as_json, bad = run_many(
+    by_name, by_use, by_size, as_json, bad = cli.many(
         ["ls"], ["ls", "--sort", "last-used"], ["ls", "--sort", "size"], ["ls", "--json"], ["ls", "--sort", "age"]
     )
     assert by_name.returncode == by_use.returncode == by_size.returncode == 0
@@ -190,7 +181,7 @@ def test_ls_sorts_and_shows_last_use_pins_and_updates(cli: Run, used: Settings) 
     assert bad.returncode == 2 and "'age' is not one of" in bad.stderr
 
 
-def test_ls_shows_an_update_under_way_and_one_that_failed(cli: Run, settings_env: Settings) -> None:
+def test_ls_shows_an_update_under_way_and_one_that_failed(cli: Cli, settings_env: Settings) -> None:
     put(settings_env, ready("org/x"), ready("org/y", update_error="the Hub answered HTTP 503"),
         ready("org/z", latest_commit=NEW, update_available=True),
         ModelRecord(name="org/q", repo_id="org/q", status=Status.QUEUED, job_id="md-dl-q"))
@@ -226,8 +217,8 @@ def followed(settings_env: Settings) -> Settings:
 FOLLOWED = ["org/behind", "org/broken", "org/current@dev", "org/fresh"]
 
 
-def test_outdated_lists_the_models_that_follow_a_branch(cli: Run, followed: Settings) -> None:
-    table, as_json = run_many(["outdated"], ["outdated", "--json"])
+def test_outdated_lists_the_models_that_follow_a_branch(cli: Cli, followed: Settings) -> None:
+    table, as_json = cli.many(["outdated"], ["outdated", "--json"])
     assert table.returncode == 0 and as_json.returncode == 0  # updates exist, and that is not an error
     assert [r["name"] for r in json.loads(as_json.stdout)] == FOLLOWED
     rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:] if line.strip()}
@@ -273,7 +264,7 @@ def test_ctrl_c_ends_the_wait_and_lists_what_arrived(followed: Settings, start: 
     assert "org/behind" in out and "1 of 4 models have an update" in out
 
 
-def test_outdated_check_says_when_nobody_answers(cli: Run, followed: Settings) -> None:
+def test_outdated_check_says_when_nobody_answers(cli: Cli, followed: Settings) -> None:
     result = cli("outdated", "--check", "--timeout", "0.5", "--json")
     assert result.returncode == 1
     assert [r["name"] for r in json.loads(result.stdout)] == FOLLOWED  # stdout stays JSON
@@ -286,9 +277,9 @@ def test_outdated_check_says_when_nobody_answers(cli: Run, followed: Settings) -
     )
 
 
-def test_outdated_with_nothing_to_check(cli: Run, settings_env: Settings) -> None:
+def test_outdated_with_nothing_to_check(cli: Cli, settings_env: Settings) -> None:
     put(settings_env, ready(f"org/fixed@{OLD}"))
-    listed, checked = run_many(["outdated"], ["outdated", "--check"])
+    listed, checked = cli.many(["outdated"], ["outdated", "--check"])
     assert listed.returncode == 0 and listed.stdout == "No ready model follows a branch: there is nothing to update.\n"
     assert checked.returncode == 0
     assert checked.stdout.startswith("No model follows a branch; there is nothing to check.\n")
@@ -297,14 +288,14 @@ def test_outdated_with_nothing_to_check(cli: Run, settings_env: Settings) -> Non
 # ---- update ---------------------------------------------------------------------------------------------
 
 
-def test_update_refuses_what_cannot_move(cli: Run, settings_env: Settings) -> None:
+def test_update_refuses_what_cannot_move(cli: Cli, settings_env: Settings) -> None:
     put(
         settings_env,
         ready(f"org/fixed@{OLD}"),
         ready("org/tagged@v1", ref_kind="tag"),
         ModelRecord(name="org/queued", repo_id="org/queued", status=Status.QUEUED, job_id="md-dl-q"),
     )
-    fixed, tagged, queued, unknown = run_many(
+    fixed, tagged, queued, unknown = cli.many(
         ["update", f"org/fixed@{OLD}"], ["update", "org/tagged@v1"], ["update", "org/queued"], ["update", "org/nope"]
     )
     assert f"follows the commit {OLD}, which never moves: there is nothing to update" in one_error_line(fixed)
@@ -315,7 +306,7 @@ def test_update_refuses_what_cannot_move(cli: Run, settings_env: Settings) -> No
     assert record_of(settings_env, "org/queued").status is Status.QUEUED
 
 
-def test_update_queues_the_new_commit(cli: Run, settings_env: Settings) -> None:
+def test_update_queues_the_new_commit(cli: Cli, settings_env: Settings) -> None:
     put(settings_env, ready("org/a", latest_commit=NEW, update_available=True))
     result = cli("update", "org/a")
     assert result.returncode == 0, result.stderr
@@ -373,7 +364,8 @@ def crowded(settings_env: Settings) -> Settings:
 QUOTA = {"MODELDEPOT_MODELS_QUOTA": "3000"}
 
 
-def test_prune_dry_run_lists_the_least_recently_used(cli: Run, crowded: Settings) -> None:
+@pytest.mark.direct_only  # the limits are this process's settings
+def test_prune_dry_run_lists_the_least_recently_used(cli: Cli, crowded: Settings) -> None:
     result = cli("prune", "--dry-run", env=QUOTA)
     assert result.returncode == 0, result.stderr
     lines = [line.rstrip() for line in result.stdout.splitlines()]
@@ -390,7 +382,8 @@ def test_prune_dry_run_lists_the_least_recently_used(cli: Run, crowded: Settings
         assert record_of(crowded, name).status is Status.READY
 
 
-def test_prune_from_a_script_removes_without_asking(cli: Run, crowded: Settings) -> None:
+@pytest.mark.direct_only  # the limits are this process's settings
+def test_prune_from_a_script_removes_without_asking(cli: Cli, crowded: Settings) -> None:
     accepted = cli("prune", env=QUOTA)  # stdin is no terminal: as the issue asks, `modeldepot prune` does it
     assert accepted.returncode == 0, accepted.stderr
     assert "Remove them?" not in accepted.stdout
@@ -407,14 +400,16 @@ def test_prune_from_a_script_removes_without_asking(cli: Run, crowded: Settings)
     assert "(cli))" in evictions[0]  # asked by whoever ran it
 
 
-def test_prune_yes_does_not_ask(cli: Run, crowded: Settings) -> None:
+@pytest.mark.direct_only  # the limits are this process's settings
+def test_prune_yes_does_not_ask(cli: Cli, crowded: Settings) -> None:
     result = cli("prune", "--yes", env=QUOTA)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage is 3.0 kB over the models quota (3.0 kB).\nRemoving 2 least")
     assert "Remove them?" not in result.stdout
 
 
-def test_prune_says_why_nothing_goes(cli: Run, crowded: Settings, tmp_path: Path) -> None:
+@pytest.mark.direct_only  # the limits are this process's settings
+def test_prune_says_why_nothing_goes(cli: Cli, crowded: Settings, tmp_path: Path) -> None:
     unlimited, within, stuck, unmounted = run_with_env(
         cli,
         (["prune", "--dry-run"], {}),
@@ -436,7 +431,8 @@ def test_prune_says_why_nothing_goes(cli: Run, crowded: Settings, tmp_path: Path
 # ---- status ---------------------------------------------------------------------------------------------
 
 
-def test_status_shows_the_room_and_the_lifecycle_settings(cli: Run, crowded: Settings) -> None:
+@pytest.mark.direct_only  # the limits are this process's settings
+def test_status_shows_the_room_and_the_lifecycle_settings(cli: Cli, crowded: Settings) -> None:
     limits = {**QUOTA, "MODELDEPOT_DISK_HIGH_WATERMARK": "0.001"}
     text, as_json, off = run_with_env(
         cli,
@@ -459,16 +455,16 @@ def test_status_shows_the_room_and_the_lifecycle_settings(cli: Run, crowded: Set
 
 
 @pytest.mark.parametrize(
-    ("mode", "said"),
+    ("atime", "said"),
     [
         ("noatime", "last use: volume mounted noatime, falls back to download time"),
         ("relatime", "last use: access times are updated at most about once a day (relatime)"),
         ("strictatime", "last use: access times are updated on every read (strictatime)"),
     ],
 )
-def test_status_says_what_the_mount_means_for_last_use(mode: str, said: str) -> None:
+def test_status_says_what_the_mount_means_for_last_use(atime: str, said: str) -> None:
     report = HealthReport(redis_url="redis://x", redis_version="7.2")
-    report.room = RoomInfo(Limits(quota=10_000), 21600, 600, models_bytes=2500, percent_used=40.0, atime_mode=mode)
+    report.room = RoomInfo(Limits(quota=10_000), 21600, 600, models_bytes=2500, percent_used=40.0, atime_mode=atime)
     console = Console(record=True, width=200, highlight=False)
     console.print(status_view(report))
     text = console.export_text()

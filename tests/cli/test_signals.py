@@ -1,8 +1,9 @@
 """Ctrl-C ends a following command (`logs --follow`, `pull --wait`) within a second, whenever it comes.
 
-The commands run as real processes against the session's real Redis; SIGINT is sent right after they start
-following, while they are idle, while events pour in, and to a process whose shell told it to ignore SIGINT
-(what a non-interactive shell does to a background job: `modeldepot logs -f &` in a script or a CI step).
+The commands run as real processes against the session's real Redis, directly or over the HTTP API (where they
+follow its streams); SIGINT is sent right after they start following, while they are idle, while events pour in,
+and to a process whose shell told it to ignore SIGINT (what a non-interactive shell does to a background job:
+`modeldepot logs -f &` in a script or a CI step).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 from app.core.controller import Controller
 from app.core.settings import Settings
+from tests.cli.conftest import Cli
 
 EXIT_WITHIN = 1.0
 """Seconds from SIGINT to the process's exit."""
@@ -33,7 +35,7 @@ IGNORING_SIGINT = ["/bin/sh", "-c", "trap '' INT; exec \"$@\"", "sh"]
 class Follower:
     """A following command as a real process; threads drain its output so that a full pipe never blocks it."""
 
-    def __init__(self, *args: str, ignore_sigint: bool = False) -> None:
+    def __init__(self, *args: str, ignore_sigint: bool = False, cli: Cli | None = None) -> None:
         prefix = IGNORING_SIGINT if ignore_sigint else []
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "app.cli", *args],
@@ -41,7 +43,7 @@ class Follower:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "COLUMNS": "200"},
+            env=cli.env() if cli is not None else {**os.environ, "COLUMNS": "200"},
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -84,8 +86,8 @@ class Follower:
 
 
 @contextlib.contextmanager
-def following(*args: str, ignore_sigint: bool = False) -> Iterator[Follower]:
-    follower = Follower(*args, ignore_sigint=ignore_sigint)
+def following(*args: str, ignore_sigint: bool = False, cli: Cli | None = None) -> Iterator[Follower]:
+    follower = Follower(*args, ignore_sigint=ignore_sigint, cli=cli)
     try:
         yield follower
     finally:
@@ -119,9 +121,10 @@ def log_history(settings_env: Settings) -> Settings:
     return settings_env
 
 
-def stop_logs(settings: Settings, *, delay: float, busy: bool, ignore_sigint: bool = False) -> float:
+def stop_logs(settings: Settings, *, delay: float, busy: bool, ignore_sigint: bool = False,
+              cli: Cli | None = None) -> float:
     """Start `logs --follow`, wait ``delay`` s after its first line (with events if ``busy``), Ctrl-C it."""
-    with following("logs", "--follow", "-n", "1", ignore_sigint=ignore_sigint) as follower:
+    with following("logs", "--follow", "-n", "1", ignore_sigint=ignore_sigint, cli=cli) as follower:
         follower.wait_following()
         with events(settings) if busy else contextlib.nullcontext():
             time.sleep(delay)
@@ -150,10 +153,12 @@ def stop_logs(settings: Settings, *, delay: float, busy: bool, ignore_sigint: bo
         "SIGINT ignored, events",
     ],
 )
-def test_ctrl_c_ends_logs_follow(log_history: Settings, delay: float, busy: bool, ignore_sigint: bool) -> None:
-    stop_logs(log_history, delay=delay, busy=busy, ignore_sigint=ignore_sigint)
+def test_ctrl_c_ends_logs_follow(cli: Cli, log_history: Settings, delay: float, busy: bool,
+                                 ignore_sigint: bool) -> None:
+    stop_logs(log_history, delay=delay, busy=busy, ignore_sigint=ignore_sigint, cli=cli)
 
 
+@pytest.mark.direct_only
 def test_ctrl_c_ends_logs_follow_twenty_times(log_history: Settings) -> None:
     rng = random.Random(20)
     runs = [(round(rng.uniform(0, 1.5), 3), i % 2 == 1) for i in range(20)]
@@ -163,10 +168,10 @@ def test_ctrl_c_ends_logs_follow_twenty_times(log_history: Settings) -> None:
 
 @pytest.mark.parametrize("ignore_sigint", [False, True], ids=["SIGINT as usual", "SIGINT ignored by the shell"])
 @pytest.mark.parametrize("delay", [0.0, 0.6], ids=["right after start", "idle"])
-def test_ctrl_c_ends_pull_wait(settings_env: Settings, delay: float, ignore_sigint: bool) -> None:
+def test_ctrl_c_ends_pull_wait(cli: Cli, settings_env: Settings, delay: float, ignore_sigint: bool) -> None:
     """No worker runs: the download stays queued, so only Ctrl-C ends the wait (exit 0, the download goes on)."""
     name = f"org/waited-{int(delay * 10)}-{int(ignore_sigint)}"
-    with following("pull", name, "--wait", ignore_sigint=ignore_sigint) as follower:
+    with following("pull", name, "--wait", ignore_sigint=ignore_sigint, cli=cli) as follower:
         follower.wait_following()
         time.sleep(delay)
         _, code = follower.interrupt()

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from app.web.auth.tokens import tokens_from_settings
 from app.web.ui.access import Access, async_ui_errors, ui_errors
 from app.web.ui.actions import Actions
 from app.web.ui.disk import DISK_CSS
@@ -21,6 +22,7 @@ from app.web.ui.live import LiveView
 from app.web.ui.logs import LOGS_CSS
 from app.web.ui.models_table import EXAMPLE_MODEL, ROW_CLICK_JS, SORTS, STATUS_FILTERS, TABLE_CSS, TableQuery
 from app.web.ui.poll import POLL_JS, SHOWN_VIEW_ID, SYNC_ID
+from app.web.ui.tokens import TokenPanel, TokenParts, token_panel, wire_tokens
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +82,7 @@ class Page:
     shown_logs: gr.Textbox
     logs_trigger: gr.Textbox
     sync: gr.Button
+    tokens: TokenParts
 
     @property
     def query(self) -> list[Any]:
@@ -150,6 +153,7 @@ def _lifecycle_buttons() -> tuple[gr.Button, gr.Button, gr.Button, gr.Button, gr
 def layout() -> Page:
     """Create the page's components in the current ``gr.Blocks``."""
     user_box, banner = _header()
+    tokens = token_panel()
     repo, revision, include, exclude, download = _download_form()
     status = gr.HTML("", elem_id="md-action-status", css_template=STATUS_CSS, js_on_load=None)
     with gr.Row():
@@ -187,7 +191,7 @@ def layout() -> Page:
     return Page(user_box, banner, repo, revision, include, exclude, download, status, name_filter,
                 status_filter, sort, page, table, selected, cancel, pause, resume, retry, remove, refresh, update,
                 pin, unpin, check, check_all, confirm, question, confirm_yes, confirm_no, pending, log_filter, logs,
-                disk, *_poll_targets())
+                disk, *_poll_targets(), tokens=tokens)
 
 
 # ---- events --------------------------------------------------------------------------------------------
@@ -227,6 +231,8 @@ def wire(demo: gr.Blocks, page: Page, live: LiveView, actions: Actions, access: 
     page.table.click(_picked, None, page.selected, **QUICK)
     _wire_load(demo, page, live, access, view_out + logs_out)
     _wire_actions(page, actions, lambda event: event.then(view, page.query, view_out, **RAW))
+    controller = actions.controller
+    wire_tokens(page.tokens, TokenPanel(tokens_from_settings(controller.settings, controller.redis), access), QUICK)
 
 
 def _picked(evt: gr.EventData) -> Any:
@@ -244,9 +250,10 @@ def _wire_load(demo: gr.Blocks, page: Page, live: LiveView, access: Access, outp
                         value=f"Signed in as **{user.name}** ({user.role.value}) · [Sign out](/logout)")
         allowed = gr.update(interactive=user.is_admin)
         return (*live.view(TableQuery.of(text, status, sort, number)), *live.logs(log_text), who,
-                *(allowed for _ in page.writes))
+                gr.update(visible=access.enabled), *(allowed for _ in page.writes))
 
-    demo.load(on_load, [*page.query, page.log_filter], [*outputs, page.user_box, *page.writes], **QUICK)
+    demo.load(on_load, [*page.query, page.log_filter], [*outputs, page.user_box, page.tokens.box, *page.writes],
+              **QUICK)
     demo.load(None, js=POLL_JS)
 
 
