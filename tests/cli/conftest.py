@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +22,12 @@ import httpx
 import pytest
 import redis
 
+from app.core.keys import Keys
 from app.core.settings import Settings
 from app.core.store import Store
+from app.web.auth.roles import Role
+from app.web.auth.tokens import TokenStore
+from app.web.auth.users import UsersFile, make_entry
 from tests.redis_server import RedisServer
 from tests.support.hub import hub  # noqa: F401
 from tests.support.waiting import wait_until
@@ -30,6 +35,8 @@ from tests.support.workers import start_worker, worker_env  # noqa: F401
 from tests.ui.servers import UiWorkerProcess
 
 MODES = ("direct", "http")
+API_USER = "cli-admin"
+"""The user of the http mode's API token (an admin in the session UI worker's users file)."""
 HIDDEN_OVER_HTTP = ("MODELDEPOT_REDIS_URL", "REDIS_URL", "MODELDEPOT_DATA_DIR")
 """What a command over HTTP must do without: any way to Redis or the volume."""
 EPOCH = 1_000_000
@@ -76,15 +83,15 @@ def _run(args: list[str], env: dict[str, str], *, input: str | None,
 class Cli:
     """Runs the command line of one mode: directly on the test's Redis, or over the HTTP API at ``url``."""
 
-    def __init__(self, mode: str, url: str | None = None) -> None:
+    def __init__(self, mode: str, url: str | None = None, token: str | None = None) -> None:
         self.mode = mode
         self.url = url
+        self.token = token
 
     @property
     def actor(self) -> str:
-        """Who the event log names for a command of this mode: the shell's user, or (over an API with sign-in
-        off) the system user."""
-        return f"{getpass.getuser()} (cli)" if self.url is None else "modeldepot"
+        """Who the event log names for a command of this mode: the shell's user, or the API token's user."""
+        return f"{getpass.getuser()} (cli)" if self.url is None else API_USER
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {**os.environ, "COLUMNS": "200"}
@@ -92,6 +99,8 @@ class Cli:
             for name in HIDDEN_OVER_HTTP:
                 env.pop(name, None)
             env["MODELDEPOT_URL"] = self.url
+            if self.token is not None:
+                env["MODELDEPOT_TOKEN"] = self.token
         return {**env, **(extra or {})}
 
     def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
@@ -120,18 +129,24 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 class ApiServer:
-    """The session's UI worker (`python -m tests.ui.ui_worker`, sign-in off) on the session's Redis.
+    """The session's UI worker (`python -m tests.ui.ui_worker`) on the session's Redis, with sign-in on: the
+    command line reaches it with only MODELDEPOT_URL and an admin's API token (MODELDEPOT_TOKEN).
 
-    Each test flushes Redis; :meth:`start_clean` then brings this worker's replica along before the test runs.
+    Each test flushes Redis; :meth:`start_clean` then brings this worker's replica along and makes the test's
+    token before the test runs.
     """
 
     def __init__(self, redis_server: RedisServer, directory: Path) -> None:
         self.redis_server = redis_server
         self.data_dir = directory / "data"
         (self.data_dir / "models").mkdir(parents=True)
+        self.users = directory / "users"
+        self.users.write_text(make_entry(API_USER, "admin", secrets.token_urlsafe(16)) + "\n")
+        self.token: str | None = None
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELDEPOT_") and k != "REDIS_URL"}
         env |= {"MODELDEPOT_REDIS_URL": redis_server.url, "MODELDEPOT_DATA_DIR": str(self.data_dir),
-                "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
+                "MODELDEPOT_AUTH_FILE": str(self.users), "GRADIO_ANALYTICS_ENABLED": "False",
+                "HF_HUB_DISABLE_TELEMETRY": "1"}
         self.worker = UiWorkerProcess(env, directory, "cli-api")
         self.epoch = 0
 
@@ -160,6 +175,8 @@ class ApiServer:
 
         try:
             wait_until(seeded, 10, "an empty Redis to seed")
+            tokens = TokenStore(connection, Keys(settings.key_prefix), users=UsersFile(self.users))
+            self.token, _ = tokens.create(API_USER, Role.ADMIN, label="cli-tests")
         finally:
             connection.close()
         wait_until(self._at_epoch, 30, f"the UI worker's replica to reach version {self.epoch}")
@@ -201,4 +218,7 @@ def _api_first(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def cli(mode: str, settings_env: Settings, request: pytest.FixtureRequest) -> Cli:
-    return Cli(mode, request.getfixturevalue("api") if mode == "http" else None)
+    if mode != "http":
+        return Cli(mode)
+    url = request.getfixturevalue("api")
+    return Cli(mode, url, request.getfixturevalue("api_server").token)
