@@ -190,8 +190,30 @@ class ApiServer:
 
 
 @pytest.fixture(scope="session")
-def api_server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    server = ApiServer(redis_server, tmp_path_factory.mktemp("cli-api"))
+def api_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The http mode's own redis-server. The session UI worker's listener reseeds a Redis it sees emptied, so on
+    the redis-server every other test flushes it would fill what those tests expect to find empty."""
+    server = RedisServer(tmp_path_factory.mktemp("cli-api-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[str]:
+    """A clean database: on the http mode's redis-server for an http case, else on the session's."""
+    http = "mode" in request.fixturenames and request.getfixturevalue("mode") == "http"
+    server = request.getfixturevalue("api_redis") if http else redis_server
+    if server.process is None or server.process.poll() is not None:
+        server.start()
+    client = server.client()
+    client.flushall()
+    yield server.url
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def api_server(api_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    server = ApiServer(api_redis, tmp_path_factory.mktemp("cli-api"))
     server.worker.start()
     try:
         server.worker.wait_ready()
