@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from app.core.settings import Settings, reset_settings
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, clean_database
 from tests.support.locked_redis import PASSWORD
 
 
@@ -30,12 +30,7 @@ def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> Iterator[str]:
     """A clean database on the session's real redis-server."""
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    client = redis_server.client()
-    client.flushall()
-    yield redis_server.url
-    client.close()
+    yield from clean_database(redis_server)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -71,3 +72,13 @@ class RedisServer:
                 if f.is_file():
                     os.unlink(f)
         self.start()
+
+
+def clean_database(server: RedisServer) -> Iterator[str]:
+    """The URL of ``server`` (started again if a test stopped it), flushed first: a fixture's clean database."""
+    if server.process is None or server.process.poll() is not None:
+        server.start()
+    client = server.client()
+    client.flushall()
+    yield server.url
+    client.close()

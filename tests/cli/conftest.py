@@ -28,7 +28,7 @@ from app.core.store import Store
 from app.web.auth.roles import Role
 from app.web.auth.tokens import TokenStore
 from app.web.auth.users import UsersFile, make_entry
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, clean_database
 from tests.support.hub import hub  # noqa: F401
 from tests.support.waiting import wait_until
 from tests.support.workers import start_worker, worker_env  # noqa: F401
@@ -202,13 +202,7 @@ def api_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 def redis_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[str]:
     """A clean database: on the http mode's redis-server for an http case, else on the session's."""
     http = "mode" in request.fixturenames and request.getfixturevalue("mode") == "http"
-    server = request.getfixturevalue("api_redis") if http else redis_server
-    if server.process is None or server.process.poll() is not None:
-        server.start()
-    client = server.client()
-    client.flushall()
-    yield server.url
-    client.close()
+    yield from clean_database(request.getfixturevalue("api_redis") if http else redis_server)
 
 
 @pytest.fixture(scope="session")
