@@ -14,14 +14,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from huggingface_hub import scan_cache_dir
 
 from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.support.storms import call, replicas_equal_redis, settle, ui_stack
+from tests.support.storms import click_loop, replicas_equal_redis, settle, ui_stack
 from tests.support.waiting import wait_snapshot, wait_status
 
 pytestmark = pytest.mark.slow
@@ -46,23 +45,15 @@ REFUSALS = [
 
 def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], refused: Counter[str],
                  lock: threading.Lock) -> None:
-    rng = random.Random(seed)
-    actions = ["download_model", "update_model", "pin_model", "unpin_model", "remove_model", "check_updates"]
-    with httpx.Client() as client:
-        while time.monotonic() < deadline:
-            repo = rng.choice(REPOS)
-            action = rng.choices(actions, [6, 3, 2, 2, 1, 1])[0]
-            args: list[object] = [repo, None, None, None] if action == "download_model" else [repo]
-            error = None
-            try:
-                status, error = call(client, url, action, *args)
-            except httpx.HTTPError as e:
-                status = type(e).__name__  # type: ignore[assignment]
-            with lock:
-                results[f"{action}:{status}"] += 1
-                if error is not None and not any(re.fullmatch(p, error) for p in REFUSALS):
-                    refused[f"{action}: {error}"] += 1
-            time.sleep(rng.uniform(0.05, 0.3))
+    def record(action: str, status: int | str, error: str | None) -> None:
+        with lock:
+            results[f"{action}:{status}"] += 1
+            if error is not None and not any(re.fullmatch(p, error) for p in REFUSALS):
+                refused[f"{action}: {error}"] += 1
+
+    actions = {"download_model": 6, "update_model": 3, "pin_model": 2, "unpin_model": 2, "remove_model": 1,
+               "check_updates": 1}
+    click_loop(url, seed, deadline, repos=REPOS, actions=actions, pause=(0.05, 0.3), record=record)
 
 
 def _move_branches(hub: HubServer, deadline: float, moved: Counter[str]) -> None:

@@ -4,21 +4,19 @@ download / remove / cancel on 20 small repos; then quiesce and check that nothin
 from __future__ import annotations
 
 import os
-import random
 import re
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from huggingface_hub import scan_cache_dir
 
 from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.support.storms import call, replicas_equal_redis, settle, ui_stack
+from tests.support.storms import click_loop, replicas_equal_redis, settle, ui_stack
 from tests.support.waiting import wait_snapshot
 
 pytestmark = pytest.mark.slow
@@ -48,22 +46,14 @@ def _is_refusal(action: str, message: str) -> bool:
 
 def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], refused: Counter[tuple[str, str]],
                  lock: threading.Lock) -> None:
-    rng = random.Random(seed)
-    with httpx.Client() as client:
-        while time.monotonic() < deadline:
-            repo = rng.choice(REPOS)
-            action = rng.choices(["download_model", "remove_model", "cancel_download"], [5, 2, 2])[0]
-            args: list[object] = [repo, None, None, None] if action == "download_model" else [repo]
-            error = None
-            try:
-                status, error = call(client, url, action, *args)
-            except httpx.HTTPError as e:
-                status = type(e).__name__  # type: ignore[assignment]
-            with lock:
-                results[f"{action}:{status}"] += 1
-                if error is not None:
-                    refused[(action, error)] += 1
-            time.sleep(rng.uniform(0.05, 0.4))  # a user's pause between clicks: the load pattern, not a wait
+    def record(action: str, status: int | str, error: str | None) -> None:
+        with lock:
+            results[f"{action}:{status}"] += 1
+            if error is not None:
+                refused[(action, error)] += 1
+
+    click_loop(url, seed, deadline, repos=REPOS, actions={"download_model": 5, "remove_model": 2,
+                                                          "cancel_download": 2}, pause=(0.05, 0.4), record=record)
 
 
 @pytest.fixture

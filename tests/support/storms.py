@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,27 @@ def call(client: httpx.Client, url: str, name: str, *args: object) -> tuple[int,
         return 500, str(response.json()["error"])
     except (ValueError, KeyError, TypeError):
         return 500, response.text
+
+
+def click_loop(url: str, seed: int, deadline: float, *, repos: Sequence[str], actions: Mapping[str, int],
+               pause: tuple[float, float], record: Callable[[str, int | str, str | None], None]) -> None:
+    """One client of a storm until ``deadline``: a random action (by weight) on a random repo, ``record``ed with
+    its status (or the transport error's name) and a 500's message, then a user's pause between clicks."""
+    rng = random.Random(seed)
+    names, weights = list(actions), list(actions.values())
+    with httpx.Client() as client:
+        while time.monotonic() < deadline:
+            repo = rng.choice(repos)
+            action = rng.choices(names, weights)[0]
+            args: list[object] = [repo, None, None, None] if action == "download_model" else [repo]
+            error = None
+            status: int | str
+            try:
+                status, error = call(client, url, action, *args)
+            except httpx.HTTPError as e:
+                status = type(e).__name__
+            record(action, status, error)
+            time.sleep(rng.uniform(*pause))  # the load pattern, not a wait
 
 
 def rq_idle(truth: Controller) -> bool:
