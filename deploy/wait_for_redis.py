@@ -12,6 +12,10 @@ import time
 
 import redis
 
+from app.core.connection import BRIEF_S, connect
+from app.core.errors import ModelDepotError
+from app.core.settings import get_settings
+
 
 def main() -> int:
     url = os.environ.get("MODELDEPOT_REDIS_URL", "")
@@ -19,7 +23,11 @@ def main() -> int:
         print("wait_for_redis: MODELDEPOT_REDIS_URL is not set", file=sys.stderr)
         return 1
     deadline = time.monotonic() + float(os.environ.get("WAIT_FOR_REDIS_TIMEOUT", "30"))
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client = connect(get_settings(), patience_s=BRIEF_S)  # any URL form, Sentinel's too
+    except ModelDepotError as e:
+        print(f"wait_for_redis: {e}", file=sys.stderr)
+        return 1
     while time.monotonic() < deadline:
         try:
             client.ping()

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -26,12 +26,23 @@ class RedisServer:
     """redis-server on 127.0.0.1:<port> with append-only persistence in ``directory``."""
 
     def __init__(self, directory: Path, *, port: int | None = None, password: str | None = None,
-                 appendonly: bool = True) -> None:
+                 appendonly: bool = True, replicaof: tuple[str, int] | None = None, masterauth: str | None = None,
+                 min_replicas_to_write: int | None = None, min_replicas_max_lag: int | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.password = password
         self.appendonly = appendonly
+        self.replicaof = replicaof
+        self.masterauth = masterauth
+        self.min_replicas_to_write = min_replicas_to_write
+        self.min_replicas_max_lag = min_replicas_max_lag
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @property
     def url(self) -> str:
@@ -48,7 +59,7 @@ class RedisServer:
                 "--appendfsync", "always", "--save", "", "--daemonize", "no", "--loglevel", "warning"]
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args + self._options(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(redis.ConnectionError):
@@ -56,6 +67,19 @@ class RedisServer:
                 return self
             time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
+
+    def _options(self) -> list[str]:
+        """The optional settings, each only when asked for: a plain server's command line is what it always was."""
+        args: list[str] = []
+        if self.replicaof:
+            args += ["--replicaof", self.replicaof[0], str(self.replicaof[1])]
+        if self.masterauth:
+            args += ["--masterauth", self.masterauth]
+        if self.min_replicas_to_write is not None:
+            args += ["--min-replicas-to-write", str(self.min_replicas_to_write)]
+        if self.min_replicas_max_lag is not None:
+            args += ["--min-replicas-max-lag", str(self.min_replicas_max_lag)]
+        return args + self.extra_args
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:

@@ -6,14 +6,19 @@ deleted) or ``paused`` (its files kept) instead. A live download asked to cancel
 changed for :data:`_STOP_GRACE_S` (its job missed the flag) gets RQ's stop-job command. A ``queued`` or
 ``removing`` record whose RQ job is neither in a queue nor running (no heartbeat) — it vanished, or a worker
 took it and died — gets a new job. One pass runs at a time across all processes (a Redis lock).
+
+Heartbeats are judged only once Redis has answered steadily for a heartbeat TTL: after a failover (another
+server answers) or a pass that had to wait for Redis, a live job may not have refreshed its key yet.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
+from app.core.errors import ModelDepotError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.records import TRANSIENT, ModelRecord, Status, Unchanged, owned
 from app.core.settings import Settings
@@ -23,6 +28,8 @@ from workers.turns import TurnLoop
 log = logging.getLogger(__name__)
 
 _MISSING_JOB_GRACE_S = 10.0
+_WAITED_S = 2.0
+"""A turn that took this long waited for Redis (its client retried through an outage)."""
 _STOP_GRACE_S = 5.0
 """Seconds a download asked to cancel or pause may leave its record unchanged before RQ stops its job."""
 
@@ -31,16 +38,44 @@ class Watchdog(TurnLoop):
     what = "watchdog pass"
 
     def __init__(self, store: Store, jobs: JobQueue, settings: Settings, *, interval: float = 1.0,
-                 persist: Callable[[], None] | None = None) -> None:
+                 persist: Callable[[], None] | None = None,
+                 on_new_server: Callable[[], None] | None = None) -> None:
         super().__init__(name="modeldepot-watchdog", tick=interval)
         self.store = store
         self.persist = persist
+        self.on_new_server = on_new_server
+        """Called when another Redis server answers than at the last pass (a failover may have lost writes)."""
         self.jobs = jobs
         self.settings = settings
+        self._server = ""
+        self._steady_since = -math.inf  # a pass run by hand judges at once; the loop's first turn starts the clock
 
     def take_turn(self) -> bool:
         """One pass per interval across every process that runs a watchdog, whichever gets there first."""
-        return self.store.take_watchdog_turn(self.tick)
+        asked = time.monotonic()
+        try:
+            took = self.store.take_watchdog_turn(self.tick)
+            self._watch_server(waited=time.monotonic() - asked > _WAITED_S)
+        except ModelDepotError:
+            self._steady_since = time.monotonic()
+            raise
+        return took
+
+    def _watch_server(self, *, waited: bool) -> None:
+        server = self.store.server_id()
+        if waited or server != self._server:
+            self._steady_since = time.monotonic()
+        if self._server and server != self._server:
+            log.warning("another Redis server answers now (failover or restart); judging heartbeats again in %.0fs",
+                        self.settings.heartbeat_ttl)
+            if self.on_new_server is not None:
+                self.on_new_server()
+        self._server = server
+
+    @property
+    def steady(self) -> bool:
+        """Redis has answered, the same server, for a heartbeat TTL: every live job had the time to say so."""
+        return time.monotonic() - self._steady_since >= self.settings.heartbeat_ttl
 
     def run_once(self) -> int:
         """One pass over the records in a transient status; returns how many it fixed."""
@@ -68,7 +103,7 @@ class Watchdog(TurnLoop):
         return self._check_removal(name, record.job_id)
 
     def _check_running(self, name: str, record: ModelRecord, job_id: str, age: float) -> int:
-        if age > self.settings.heartbeat_ttl and not self.jobs.is_alive(job_id):
+        if age > self.settings.heartbeat_ttl and self.steady and not self.jobs.is_alive(job_id):
             return self._revive(name, job_id)
         if (record.cancel_requested or record.pause_requested) and age > _STOP_GRACE_S:
             # a cancel's first stop command may have been lost; a pause sends none unless its job missed the flag

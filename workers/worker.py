@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from app.core.connection import check, connect
 from app.core.errors import StateUnavailableError
-from app.core.seeding import seed_from_snapshot
+from app.core.seeding import restore_from_snapshot
 from app.core.settings import get_settings
 from workers import hooks, jobs
 from workers.context import WorkerContext
@@ -51,9 +51,19 @@ def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name:
             _run_once(kinds, burst=burst, name=name, watchdog=watchdog)
             return
         except (redis.ConnectionError, redis.TimeoutError, StateUnavailableError) as e:
-            log.warning("lost Redis (%s); starting the worker again in %.1fs", type(e).__name__, backoff)
+            log.warning("lost Redis (%s: %s); starting the worker again in %.1fs", type(e).__name__, e, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+
+def _asked_to_stop(worker: Worker) -> bool:
+    """RQ's loop also ends, returning normally, on any error it does not expect (a Redis reply during a failover):
+    only a stop asked for by a signal or a command ends the worker. RQ keeps that flag private."""
+    return bool(getattr(worker, "_stop_requested", True))
+
+
+def _restore(ctx: WorkerContext) -> None:
+    restore_from_snapshot(ctx.store, ctx.state_file)
 
 
 def _run_once(kinds: Sequence[str], *, burst: bool, name: str | None, watchdog: bool) -> None:
@@ -61,15 +71,18 @@ def _run_once(kinds: Sequence[str], *, burst: bool, name: str | None, watchdog: 
     thread reads last use and checks for updates."""
     worker = build_worker(kinds, name=name)
     ctx = WorkerContext.for_connection(worker.connection)
-    seed_from_snapshot(ctx.store, ctx.state_file)
+    restore_from_snapshot(ctx.store, ctx.state_file)
     log.info("reconciled the models dir: %s", reconcile(ctx))
-    dog = Watchdog(ctx.store, ctx.jobs, ctx.settings, persist=ctx.persist)
+    dog = Watchdog(ctx.store, ctx.jobs, ctx.settings, persist=ctx.persist,
+                   on_new_server=lambda: _restore(ctx))
     upkeep = Upkeep(ctx)
     if watchdog:
         dog.start()
         upkeep.start()
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
+        if not burst and not _asked_to_stop(worker):
+            raise StateUnavailableError("the RQ loop quit on an error it logged (see above)")
     finally:
         dog.stop()
         upkeep.stop()

@@ -410,11 +410,11 @@ def status(
 
 def direct_report(settings: Settings) -> HealthReport:
     """The health report read from Redis, the RQ registries and this host's volume (the API serves the same)."""
-    from app.core.connection import connect
+    from app.core.connection import BRIEF_S, connect
     from app.core.controller import Controller
     from app.core.status import health_report
 
-    connection = connect(settings)
+    connection = connect(settings, patience_s=BRIEF_S)  # a report says what is down rather than wait for it
 
     def replica() -> Controller:
         seed(connection, settings)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from app.cli.depot import PruneReport
     from app.core.controller import Pruned
     from app.core.quota import Limits, Victim
+    from app.core.replication import ReplicationInfo
     from app.core.status import HealthReport, RoomInfo
 
 ERROR_WIDTH = 24
@@ -320,6 +321,8 @@ class DownloadView:
 
 def status_view(report: HealthReport) -> RenderableType:
     parts: list[RenderableType] = [_redis_line(report)]
+    if report.replication is not None:
+        parts.append(_replication_line(report.replication))
     if report.redis_version is not None:
         parts += [_queues_table(report), _workers_table(report), _models_line(report), _volume_line(report),
                   *_room_lines(report.room), _transfers_line(report)]
@@ -336,6 +339,16 @@ def _redis_line(report: HealthReport) -> str:
         f"[bold]Redis[/]  {report.redis_url}  [green]up[/], version {report.redis_version}, "
         f"state version {report.state_version}"
     )
+
+
+def _replication_line(replication: ReplicationInfo) -> str:
+    """``Primary 10.0.0.5:6379 (sentinel service 'depot') · replicas 10.0.0.6:6379 online, lag 0 s, 0 B behind``"""
+    replicas = "; ".join(
+        f"{escape(r.address)} {escape(r.state)}, lag {r.lag_s if r.lag_s is not None else '?'} s, "
+        f"{human_bytes(r.behind_bytes)} behind" for r in replication.replicas) or "none"
+    role = "" if replication.role == "master" else f" [red]({escape(replication.role)})[/]"
+    return (f"[bold]Primary[/]  {escape(replication.primary)}{role} (found through {escape(replication.via)})  "
+            f"replicas: {replicas}")
 
 
 def _queues_table(report: HealthReport) -> Table:

@@ -24,7 +24,6 @@ from pydantic import SecretStr
 from app.cli.depot import PruneReport
 from app.cli.errors import ServerUnreachableError
 from app.cli.streams import QUIET_S, EventFeed, ProgressFeed
-from app.core.connection import redact
 from app.core.controller import Outcome
 from app.core.errors import (
     ConfigError,
@@ -38,6 +37,8 @@ from app.core.errors import (
 )
 from app.core.quota import Limits, Victim
 from app.core.records import RecordView
+from app.core.redis_url import redact
+from app.core.replication import ReplicaLag, ReplicationInfo
 from app.core.settings import Settings
 from app.core.status import HealthReport, QueueInfo, RoomInfo, TransferLimits, VolumeInfo, WorkerInfo
 from app.core.validation import parse_model_name
@@ -339,6 +340,7 @@ def health_report(body: Mapping[str, Any]) -> HealthReport:
         redis_url=str(body.get("redis_url") or ""),
         redis_version=body.get("redis_version"),
         redis_error=body.get("redis_error"),
+        replication=_replication(body["replication"]) if body.get("replication") else None,
         state_version=int(body.get("state_version") or 0),
         queues=[_build(QueueInfo, q) for q in body.get("queues") or ()],
         workers=[_build(WorkerInfo, w) for w in body.get("workers") or ()],
@@ -349,6 +351,11 @@ def health_report(body: Mapping[str, Any]) -> HealthReport:
         problems=list(body.get("problems") or ()),
         warnings=list(body.get("warnings") or ()),
     )
+
+
+def _replication(values: Mapping[str, Any]) -> ReplicationInfo:
+    replicas = [_build(ReplicaLag, r) for r in values.get("replicas") or ()]
+    return _build(ReplicationInfo, {**values, "replicas": replicas})
 
 
 Built = TypeVar("Built")

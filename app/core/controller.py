@@ -20,13 +20,13 @@ from typing import Any
 import redis
 
 from app.core import eviction, snapshot, volume
-from app.core.connection import connect
+from app.core.connection import BRIEF_S, connect
 from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.keys import Keys
 from app.core.quota import Limits, RoomPlan, Victim, eviction_order, plan_prune
 from app.core.records import UNDER_WAY, ModelRecord, RecordView, Status, Unchanged, owned
-from app.core.seeding import seed_from_snapshot
+from app.core.seeding import restore_from_snapshot
 from app.core.settings import Settings, get_settings
 from app.core.store import SYSTEM_USER, Change, LogEntry, Mutation, Store
 from app.core.sync import Applied, Listener, Replica
@@ -112,9 +112,13 @@ class Controller:
                  listen: bool = True) -> None:
         self.settings = settings or get_settings()
         self.redis = connection if connection is not None else connect(self.settings)
+        self.brief_redis = connection if connection is not None else connect(self.settings, patience_s=BRIEF_S)
+        """For what must notice an outage rather than wait it out: the listener, sign-in checks, health probes."""
         self.sender = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.keys = Keys(self.settings.key_prefix)
         self.store = Store.for_settings(self.redis, self.settings, sender=self.sender)
+        self.brief_store = Store.for_settings(self.brief_redis, self.settings, sender=self.sender)
+        """The store on :attr:`brief_redis`: reads that report an outage at once (the listener's, health, metrics)."""
         self.jobs = JobQueue(self.redis, self.settings)
         self.replica = Replica(self.settings.log_size)
         self._state_file: Path = self.settings.resolved_state_file
@@ -127,7 +131,7 @@ class Controller:
     def start(self) -> None:
         """Start following the events channel (idempotent)."""
         if self._listener is None or not self._listener.is_alive():
-            self._listener = Listener(self.store, self.replica, on_empty=self._reseed)
+            self._listener = Listener(self.brief_store, self.replica, on_lost=self._restore)
             self._listener.start()
 
     def close(self, *, wait: bool = True) -> None:
@@ -566,9 +570,13 @@ class Controller:
         """
         self.replica.reset(self.store.read_state(), force=True)
 
-    def _reseed(self) -> None:
-        """The listener saw Redis come back empty: seed it from the JSON snapshot (the listener then reloads)."""
-        seed_from_snapshot(self.store, self._state_file)
+    def _restore(self) -> None:
+        """The listener saw Redis lose data: seed it, or put back what the JSON snapshot has newer (the listener
+        then reloads)."""
+        try:
+            restore_from_snapshot(self.store, self._state_file)
+        except StateFileError:
+            log.exception("could not restore from %s", self._state_file)
 
     def _save_state(self) -> None:
         """Write the snapshot to the JSON file and to Redis (significant events only)."""

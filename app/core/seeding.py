@@ -1,16 +1,21 @@
-"""Seeding: an empty Redis gets its state from ``controller_state.json``, or starts as an empty list.
+"""Seeding: an empty Redis gets its state from ``controller_state.json``, or starts as an empty list; a Redis that
+lost its newest writes (a failover to a replica that lacked them) gets back what the snapshot holds newer.
 
 Every process that may be first to find Redis empty seeds it explicitly: ``modeldepot serve`` before it builds
 the UI, each worker at start, and a Controller whose listener sees Redis come back empty. The seed is one Lua
-script (:meth:`app.core.store.Store.seed`), so only the first process seeds and the others change nothing.
+script (:meth:`app.core.store.Store.seed`), so only the first process seeds and the others change nothing; the
+restore is one too (:meth:`app.core.store.Store.restore`), run by a listener that sees Redis go back in versions
+and by a worker's watchdog that sees another primary answer.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from app.core import snapshot
 from app.core.connection import connect
@@ -44,6 +49,44 @@ def seed_from_snapshot(store: Store, state_file: Path) -> bool:
     if seeded:
         log.warning("%s", entry.what)
     return seeded
+
+
+def restore_from_snapshot(store: Store, state_file: Path) -> bool:
+    """Seed an empty Redis, or, when Redis is behind the snapshot, put back every record the snapshot holds newer
+    than Redis (missing, or changed later by ``updated_at``). True if this call changed Redis.
+
+    Only the snapshot's finished states come back: a record Redis has changed since it lost them is left alone.
+
+    Raises:
+        StateFileCorruptError, StateFileError, StateUnavailableError: as :func:`seed_from_snapshot`.
+    """
+    if not store.is_initialized():
+        return seed_from_snapshot(store, state_file)
+    state = snapshot.load_file(state_file)
+    version = store.read_version()
+    if state is None or state.version <= version:
+        return False
+    lost = _newer_in_snapshot(state.models, store.read_raw_models())
+    names = ", ".join(sorted(lost)) or "no record"
+    entry = LogEntry(SYSTEM_USER, f"Redis lost changes (it is at version {version}, {state_file.name} at "
+                                  f"{state.version}; a failover to a replica that lacked them?): restored {names} "
+                                  f"from {state_file.name}", level="warning")
+    restored = store.restore(state.version + 1, lost, entry)
+    if restored:
+        log.warning("%s", entry.what)
+    return restored
+
+
+def _newer_in_snapshot(saved: dict[str, dict[str, Any]],
+                       current: dict[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The snapshot's records Redis lacks or holds older, each with the raw record Redis holds ("" for none)."""
+    lost = {}
+    for name, record in saved.items():
+        raw = current.get(name, "")
+        held = json.loads(raw) if raw else None
+        if held is None or float(held.get("updated_at", 0)) < float(record.get("updated_at", 0)):
+            lost[name] = (raw, record)
+    return lost
 
 
 def seed_configured(settings: Settings) -> bool:

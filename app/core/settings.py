@@ -13,10 +13,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core import redis_url
 from app.core.errors import ConfigError
 from app.core.units import parse_size
-
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class Settings(BaseSettings):
@@ -28,6 +27,17 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MODELDEPOT_REDIS_URL", "REDIS_URL"),
         description="Redis to share state through. Unset: start an embedded redis-server under data_dir.",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="Password of the sentinels themselves (the URL's password is the data nodes')."
+    )
+    redis_retry_s: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="How long a Redis command is retried through a failover or restart before it fails (s).",
+    )
+    redis_wait_ms: int = Field(
+        default=1000, ge=0, le=60_000,
+        description="How long a significant write waits for a replica to confirm it (WAIT 1 <ms>); 0: never.",
     )
     data_dir: Path = Field(default=Path("./modeldepot-data"), description="Holds models/ and the snapshot.")
     models_dir: Path | None = Field(default=None, description="HF cache layout; default data_dir/models.")
@@ -148,8 +158,10 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not value.startswith(_REDIS_SCHEMES):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not value.startswith(redis_url.SCHEMES):
+            raise ValueError("must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://")
+        if redis_url.is_sentinel(value):
+            redis_url.parse_sentinel_url(value)
         return value
 
     @field_validator("key_prefix")
@@ -204,7 +216,7 @@ def _describe(error: ValidationError) -> str:
         field = str(item["loc"][0])
         info = Settings.model_fields.get(field)
         variable = f"MODELDEPOT_{field.upper()}"
-        value = str(item.get("input"))[:40]
+        value = redis_url.redact(str(item.get("input")))[:80]  # a URL's password is never repeated
         hint = f" ({info.description.rstrip('.')})" if info is not None and info.description else ""
         parts.append(f"{variable}={value!r} is invalid: {message}{hint}.")
     return " ".join(parts)

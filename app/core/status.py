@@ -25,11 +25,13 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
 from app.core import volume
-from app.core.connection import check, connection_url, redact
+from app.core.connection import check, connection_url
 from app.core.errors import ConfigError, StateUnavailableError
 from app.core.jobqueue import JobQueue
 from app.core.quota import Limits
 from app.core.records import Status
+from app.core.redis_url import redact
+from app.core.replication import ReplicationInfo
 from app.core.settings import Settings
 from app.core.store import redis_errors
 from app.core.units import human_bytes
@@ -138,6 +140,7 @@ class HealthReport:
     redis_url: str
     redis_version: str | None = None
     redis_error: str | None = None
+    replication: ReplicationInfo | None = None
     state_version: int = 0
     queues: list[QueueInfo] = field(default_factory=list)
     workers: list[WorkerInfo] = field(default_factory=list)
@@ -176,9 +179,14 @@ def redis_report(connection: redis.Redis) -> HealthReport:
     report = HealthReport(redis_url=redact(connection_url(connection)))
     try:
         report.redis_version = check(connection)
+        report.replication = ReplicationInfo.read(connection)
     except (StateUnavailableError, ConfigError) as e:
         report.redis_error = str(e)
         report.problems.append(f"Redis is unreachable: {e}")
+    except redis.RedisError as e:  # it answered the ping, then went away (a failover under way)
+        report.warnings.append(f"could not read Redis's replication info: {e}")
+    if report.replication is not None:
+        report.warnings += report.replication.warnings()
     return report
 
 

@@ -2,7 +2,8 @@
 
 Every write runs one Lua script: it compares the record with what the writer read (optimistic
 concurrency), bumps the global version, stores the record and log line, and announces the change on the
-pub/sub channel and the capped stream. Nothing else writes the state keys.
+pub/sub channel and the capped stream. Nothing else writes the state keys. Every write but a progress tick
+then waits for a replica to hold it (:mod:`app.core.durability`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from redis.lock import Lock
 
+from app.core.durability import ReplicaWait
 from app.core.errors import ConflictError, StateUnavailableError
 from app.core.keys import Keys
 from app.core.records import TRANSIENT, ModelRecord, Unchanged, check_transition
@@ -67,6 +70,22 @@ for i = 5, 4 + 2 * n, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 for i = 5 + 2 * n, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
+return 1
+"""
+
+# Puts back records a failover lost (each only if it is still what the restorer read) and moves the version past
+# the snapshot's, so the next snapshot is not refused as older; only while Redis is behind the snapshot.
+_RESTORE_SCRIPT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return 0 end
+local n = tonumber(ARGV[4])
+for i = 6, 5 + 3 * n, 3 do
+  local cur = redis.call('HGET', KEYS[2], ARGV[i]) or ''
+  if cur == ARGV[i + 1] then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2]) end
+end
+redis.call('RPUSH', KEYS[3], ARGV[5])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], '{"v":' .. ARGV[1] .. ',"type":"reset"}')
 return 1
 """
 
@@ -159,11 +178,12 @@ class Store:
     def for_settings(cls, connection: redis.Redis, settings: Settings, *, sender: str) -> Store:
         """The store of the configured prefix and sizes on ``connection``; ``sender`` names the writer in events."""
         return cls(connection, Keys(settings.key_prefix), log_size=settings.log_size,
-                   stream_size=settings.stream_size, sender=sender)
+                   stream_size=settings.stream_size, sender=sender, wait_ms=settings.redis_wait_ms)
 
     def __init__(self, connection: redis.Redis, keys: Keys, *, log_size: int = 1000,
-                 stream_size: int = 10_000, sender: str = "?") -> None:
+                 stream_size: int = 10_000, sender: str = "?", wait_ms: int = 1000) -> None:
         self.redis = connection
+        self.replica_wait = ReplicaWait(connection, wait_ms=wait_ms)
         self.keys = keys
         self.log_size = log_size
         self.stream_size = stream_size
@@ -171,6 +191,7 @@ class Store:
         self._write = connection.register_script(_WRITE_SCRIPT)
         self._snapshot = connection.register_script(_SNAPSHOT_SCRIPT)
         self._seed = connection.register_script(_SEED_SCRIPT)
+        self._restore = connection.register_script(_RESTORE_SCRIPT)
 
     def read_state(self) -> State:
         """Everything, read in one MULTI so it is one version."""
@@ -189,6 +210,12 @@ class Store:
         with redis_errors():
             raw_models = self.redis.hgetall(self.keys.models)
         return {_text(k): json.loads(v) for k, v in raw_models.items() if any(m in v for m in _TRANSIENT_MARKS)}
+
+    def read_raw_models(self) -> dict[str, str]:
+        """Every record as the JSON text Redis holds (what a compare-and-write compares with)."""
+        with redis_errors():
+            raw_models = self.redis.hgetall(self.keys.models)
+        return {_text(k): _text(v) for k, v in raw_models.items()}
 
     def read_version(self) -> int:
         with redis_errors():
@@ -295,11 +322,12 @@ class Store:
                 new.updated_at = time.time()
             planned.append((name, current, new, self._write_args(name, _text(raw) if raw else "", new, entry,
                                                                  kind, None)))
+        def write(args: list[str | int]) -> Callable[[Pipeline], object]:
+            return lambda pipe: self._write(keys=self._write_keys, args=args, client=pipe)
+
         with redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for *_, args in planned:
-                self._write(keys=self._write_keys, args=args, client=pipe)
-            results = pipe.execute() if planned else []
+            results = (self.replica_wait.pipeline(*(write(args) for *_, args in planned),
+                                                  significant=kind != "progress") if planned else [])
         changes = []
         for (name, current, new, _), result in zip(planned, results, strict=True):
             change = (Change(current, new, json.loads(result[1])) if int(result[0]) else
@@ -324,8 +352,10 @@ class Store:
     def _try_write(self, name: str, expected: str, record: ModelRecord | None, entry: LogEntry | None,
                    kind: str, tally: Tally | None = None) -> dict[str, Any] | None:
         args = self._write_args(name, expected, record, entry, kind, tally)
-        with redis_errors():
-            result = self._write(keys=self._write_keys, args=args)
+        with redis_errors():  # everything but a progress tick is worth a replica's confirmation
+            result = self.replica_wait.write(lambda client: self._write(keys=self._write_keys, args=args,
+                                                                         client=client),
+                                             significant=kind != "progress")
         if int(result[0]) == 0:
             return None
         event: dict[str, Any] = json.loads(result[1])
@@ -340,6 +370,34 @@ class Store:
         args += [entry.to_json() for entry in logs[-self.log_size:]]
         with redis_errors():
             return bool(self._seed(keys=[self.keys.version, self.keys.models, self.keys.logs], args=args))
+
+    def restore(self, version: int, records: Mapping[str, tuple[str, dict[str, Any]]], entry: LogEntry) -> bool:
+        """Put back records Redis lost, at ``version`` (past the snapshot they come from), with one log line;
+        False if Redis is already at or past ``version`` (another process restored first).
+
+        ``records`` maps each name to (the raw record Redis held when it was read, "" for none; the record to put
+        back); a record changed since is left as it is.
+
+        Raises:
+            StateUnavailableError: Redis cannot be reached.
+        """
+        args: list[str | int] = [version, self.keys.events_channel, self.log_size, len(records), entry.to_json()]
+        for name, (expected, record) in records.items():
+            args += [name, expected, json.dumps(record, separators=(",", ":"))]
+        with redis_errors():
+            return bool(self.replica_wait.write(
+                lambda client: self._restore(keys=[self.keys.version, self.keys.models, self.keys.logs], args=args,
+                                             client=client)))
+
+    def server_id(self) -> str:
+        """The run id of the Redis server answering: it changes when another server (a promoted replica, a restart)
+        takes over.
+
+        Raises:
+            StateUnavailableError: Redis cannot be reached.
+        """
+        with redis_errors():
+            return str(self.redis.info("server").get("run_id", ""))
 
     def take_watchdog_turn(self, interval_s: float) -> bool:
         """True for the first process to ask within ``interval_s``: one watchdog pass per interval in the cluster."""

@@ -130,11 +130,11 @@ class Listener(threading.Thread):
     version_check_interval = 2.0
     max_backoff = 5.0
 
-    def __init__(self, store: Store, replica: Replica, *, on_empty: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, replica: Replica, *, on_lost: Callable[[], None] | None = None) -> None:
         super().__init__(name="modeldepot-listener", daemon=True)
         self.store = store
         self.replica = replica
-        self.on_empty = on_empty
+        self.on_lost = on_lost
         self.connected = threading.Event()
         self.redis_version = 0
         self._stop_event = threading.Event()
@@ -208,13 +208,19 @@ class Listener(threading.Thread):
         elif self.redis_version > self.replica.version:
             self._pending = self.redis_version
         elif self.redis_version < local:
-            log.warning("Redis is at version %d, behind this replica (%d): it lost data; reloading",
-                        self.redis_version, self.replica.version)
-            if self.redis_version == 0 and self.on_empty is not None:
-                self.on_empty()
-            self.resync(force=True)
+            self.resync()
 
-    def resync(self, *, force: bool = False) -> None:
+    def resync(self) -> None:
+        """Reload the replica from Redis. A Redis behind this replica lost data (emptied, restarted without its
+        files, or failed over to a replica that lacked the newest writes): ``on_lost`` restores what the snapshot
+        has, and the replica takes whatever Redis then holds, even if older."""
+        local = self.replica.version  # before the read, as in _check_version
         state = self.store.read_state()
+        if state.version < local:
+            log.warning("Redis is at version %d, behind this replica (%d): it lost data; reloading",
+                        state.version, local)
+            if self.on_lost is not None:
+                self.on_lost()
+                state = self.store.read_state()
         self.redis_version = state.version
-        self.replica.reset(state, force=force)
+        self.replica.reset(state, force=state.version < local)

@@ -7,6 +7,7 @@ sign-in routes and the page come from :func:`app.web.gradio_ui.mount`, which add
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from app.core.errors import ModelDepotError
+from app.core.replication import ReplicationInfo
 from app.core.settings import Settings
 from app.web.api.application import mount_api
 from app.web.gradio_ui import mount
@@ -50,7 +52,7 @@ def ops_router(controller: Controller, registry: CollectorRegistry) -> APIRouter
         reason = not_ready_reason(controller)
         if reason is not None:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
-        return JSONResponse({"ready": True, "version": controller.version})
+        return JSONResponse({"ready": True, "version": controller.version, **replication_summary(controller)})
 
     @router.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -59,10 +61,21 @@ def ops_router(controller: Controller, registry: CollectorRegistry) -> APIRouter
     return router
 
 
+def replication_summary(controller: Controller) -> dict[str, Any]:
+    """``{"primary": "host:port", "replicas": [{"address", "state", "lag_s", "behind_bytes"}]}``, or nothing when
+    Redis stopped answering since the readiness check."""
+    try:
+        replication = ReplicationInfo.read(controller.brief_redis)
+    except redis.RedisError:
+        return {}
+    return {"primary": replication.primary, "via": replication.via,
+            "replicas": [asdict(replica) for replica in replication.replicas]}
+
+
 def not_ready_reason(controller: Controller) -> str | None:
     """Why this UI worker should get no traffic now, or None when it is ready."""
     try:
-        controller.store.ping()
+        controller.brief_store.ping()
     except (redis.RedisError, ModelDepotError, OSError) as e:
         return f"Redis is unreachable ({type(e).__name__}); check redis-server and MODELDEPOT_REDIS_URL"
     if not controller.in_sync:

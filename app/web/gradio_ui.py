@@ -78,7 +78,7 @@ def mount(app: FastAPI, controller: Controller, settings: Settings | None = None
         ConfigError: the auth settings cannot be used (e.g. the users file is missing).
     """
     settings = settings or controller.settings
-    auth = authenticator_from_settings(settings, controller.redis)
+    auth = authenticator_from_settings(settings, controller.brief_redis)
     if auth is not None:
         add_login_routes(app, auth, session_ttl=settings.session_ttl)
         app.add_middleware(LoginRedirect, auth=auth)

@@ -90,7 +90,7 @@ class DepotCollector(Collector):
     def _redis_metrics(self) -> Iterator[Metric]:
         controller = self.controller
         jobs = controller.jobs
-        counters, durations = controller.store.read_tallies()
+        counters, durations = controller.brief_store.read_tallies()
         for field, doc in COUNTERS.items():
             yield CounterMetricFamily(f"{PREFIX}_{field}", doc, value=counters.get(field, 0))
         yield duration_histogram(durations)

@@ -3,6 +3,7 @@ tests/faults/test_abuse.py as bodies and paths."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,7 +25,9 @@ def _listing(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
 
-def test_redis_stopped_is_503_and_reads_go_on(api: Api, redis_server: RedisServer, tokens: TokenStore) -> None:
+def test_redis_stopped_is_503_and_reads_go_on(start_api: Callable[..., Api], redis_server: RedisServer,
+                                              tokens: TokenStore) -> None:
+    api = start_api(redis_retry_s=1.0)  # writes are retried this long (a failover's worth), then answered 503
     token = make_token(tokens, "alice", "admin")
     httpx.post(api.url + "/models", json={"model": "org/kept"})
     redis_server.stop()

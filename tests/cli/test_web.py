@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi import FastAPI
@@ -41,7 +42,9 @@ def test_not_ready_until_in_sync(idle_controller: Controller) -> None:
         if client.get("/readyz").status_code == 200:
             break
         idle_controller.replica.wait_for(idle_controller.version + 1, timeout=0.1)
-    assert client.get("/readyz").json() == {"ready": True, "version": idle_controller.version}
+    port = urlsplit(idle_controller.settings.redis_url or "").port
+    assert client.get("/readyz").json() == {"ready": True, "version": idle_controller.version,
+                                            "primary": f"127.0.0.1:{port}", "via": "the URL", "replicas": []}
 
 
 def test_redis_down(idle_controller: Controller, redis_server: RedisServer) -> None:

@@ -96,12 +96,15 @@ def test_redis_unreachable_for_30s(redis_server: RedisServer, hub: HubServer, st
     controller.download_model("org/before")
     wait_status(controller, "org/before", {"ready"})
     view = controller.fetch_models()
+    brief = Controller(controller.settings.model_copy(update={"redis_retry_s": 2.0}), listen=False)
     redis_server.stop()
     try:
         wait_until(lambda: not controller.in_sync, 10, "the replica to know it is stale")
         assert controller.fetch_models() == view  # the UI keeps serving its last view
+        asked = time.monotonic()
         with pytest.raises(StateUnavailableError, match="unreachable"):
-            controller.download_model("org/after")
+            brief.download_model("org/after")
+        assert 2.0 <= time.monotonic() - asked < 10  # retried for MODELDEPOT_REDIS_RETRY_S, then said so
         time.sleep(30)
         assert controller.fetch_models() == view
     finally:

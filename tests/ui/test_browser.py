@@ -220,7 +220,7 @@ def test_bad_input_and_viewer_role_in_the_page(ui_settings: Settings, users_file
 @pytest.mark.timeout(120)
 def test_stale_banner_while_redis_is_down(ui_settings: Settings, serve_ui: Callable[..., Any], browser: Any,
                                           redis_server: RedisServer, artifacts: Path) -> None:
-    server, controller = serve_ui(ui_settings)
+    server, controller = serve_ui(ui_settings.model_copy(update={"redis_retry_s": 1.0}))  # a click then fails in 1 s
     controller.download_model("org/kept")
     page = browser.new_page()
     page.set_default_timeout(20_000)

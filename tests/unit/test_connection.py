@@ -17,7 +17,7 @@ from tests.support.locked_redis import PASSWORD
 
 
 def check_url(url: str, tmp_path: Path) -> str:
-    return check(connect(Settings(redis_url=url, data_dir=tmp_path)))
+    return check(connect(Settings(redis_url=url, data_dir=tmp_path, redis_retry_s=0)))
 
 
 def test_the_right_password_is_accepted(locked_redis: RedisServer, tmp_path: Path) -> None:

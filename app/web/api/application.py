@@ -44,8 +44,8 @@ def build_api(controller: Controller, settings: Settings) -> FastAPI:
     api = FastAPI(title="Model Depot API", version="1", description=_DESCRIPTION, openapi_url="/openapi.json",
                   docs_url="/docs", redoc_url=None, responses=_ERRORS,  # type: ignore[arg-type]
                   redirect_slashes=False)
-    tokens = tokens_from_settings(settings, controller.redis)
-    api.state.callers = Callers(authenticator_from_settings(settings, controller.redis), tokens)
+    tokens = tokens_from_settings(settings, controller.brief_redis)
+    api.state.callers = Callers(authenticator_from_settings(settings, controller.brief_redis), tokens)
     watch = ReplicaWatch(controller.replica)
     api.include_router(models_router(controller, watch))
     api.include_router(system_router(controller))

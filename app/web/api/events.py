@@ -23,7 +23,8 @@ import anyio
 import redis
 import redis.asyncio as aredis
 
-from app.core.errors import ConfigError, InvalidInputError, StateUnavailableError
+from app.core import connection
+from app.core.errors import InvalidInputError, StateUnavailableError
 from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,9 @@ def connect_async(settings: Settings) -> aredis.Redis:
     Raises:
         ConfigError: no Redis URL is configured.
     """
-    if not settings.redis_url:
-        raise ConfigError("No Redis URL: set MODELDEPOT_REDIS_URL, or run `modeldepot serve` to start one.")
     # redis-py reads with the connect timeout unless told otherwise: a blocking read must outlast it.
-    return aredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=KEEPALIVE_S + 10,
-                                 single_connection_client=True)
+    return connection.connect_async(settings, socket_connect_timeout=5, socket_timeout=KEEPALIVE_S + 10,
+                                    single_connection_client=True)
 
 
 class EventStream:

@@ -26,7 +26,7 @@ def health_report(controller: Controller) -> HealthReport:
     Raises:
         StateUnavailableError: Redis went away while the report was being read.
     """
-    return status.health_report(controller.settings, controller.redis, lambda: contextlib.nullcontext(controller))
+    return status.health_report(controller.settings, controller.brief_redis, lambda: contextlib.nullcontext(controller))
 
 
 def system_router(controller: Controller) -> APIRouter:

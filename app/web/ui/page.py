@@ -232,7 +232,8 @@ def wire(demo: gr.Blocks, page: Page, live: LiveView, actions: Actions, access: 
     _wire_load(demo, page, live, access, view_out + logs_out)
     _wire_actions(page, actions, lambda event: event.then(view, page.query, view_out, **RAW))
     controller = actions.controller
-    wire_tokens(page.tokens, TokenPanel(tokens_from_settings(controller.settings, controller.redis), access), QUICK)
+    tokens = tokens_from_settings(controller.settings, controller.brief_redis)
+    wire_tokens(page.tokens, TokenPanel(tokens, access), QUICK)
 
 
 def _picked(evt: gr.EventData) -> Any:
