@@ -18,9 +18,10 @@ import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.connection import SSLConnection
 from redis.exceptions import AuthorizationError
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from app.core.errors import ConfigError, StateUnavailableError
 from app.core.redis_url import SentinelTarget, is_sentinel, parse_sentinel_url, redact
@@ -38,8 +39,8 @@ _KEEPALIVE = {option: value for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEP
               if (option := getattr(socket, name, None)) is not None}
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, socket.timeout, redis.ResponseError)
 # The error codes of a node whose role is changing (UNBLOCKED: a blocked BLPOP on a primary that became a
-# replica); inside a script's or a pipeline's error they follow a "-".
-_RETRYABLE_REPLY = re.compile(r"(?:^|-)(?:READONLY|NOREPLICAS|MASTERDOWN|LOADING|UNBLOCKED)\b")
+# replica); a script's or a transaction's error quotes them inside its own text.
+_RETRYABLE_REPLY = re.compile(r"\b(?:READONLY|NOREPLICAS|MASTERDOWN|LOADING|UNBLOCKED)\b")
 
 
 class PatientRetry(Retry):
@@ -76,6 +77,24 @@ class PatientRetry(Retry):
                 if left <= 0:
                     raise
                 time.sleep(min(self._backoff.compute(failures), left))  # the last attempt at the deadline
+
+
+class FollowingConnection(SentinelManagedConnection):
+    """A Sentinel-managed connection that asks the sentinels again whenever it reconnects.
+
+    redis-py 8.1 reconnects a dropped connection inside ``send_packed_command`` through ``connect_check_health``,
+    which goes back to the address the connection had. After a failover that is the demoted primary, and every
+    retry of the command meets ``READONLY`` there (seen in tests/faults/test_failover_storm.py).
+    """
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock is None and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+
+class FollowingSSLConnection(FollowingConnection, SSLConnection):
+    """:class:`FollowingConnection` over TLS (``rediss+sentinel://``)."""
 
 
 def retryable(error: BaseException) -> bool:
@@ -128,8 +147,8 @@ def connect_async(settings: Settings, **options: Any) -> aredis.Redis:
     target = _target(url)
     login = _sentinel_login(target, settings) | {"retry": AsyncRetry(NoBackoff(), 0)}
     sentinel = aredis.Sentinel(target.sentinels, sentinel_kwargs=login)  # type: ignore[no-untyped-call]
-    client: aredis.Redis = sentinel.master_for(target.service, redis_class=aredis.Redis, **_node_login(target),
-                                               **options)
+    login = {"db": target.db, "username": target.username, "password": target.password, "ssl": target.ssl}
+    client: aredis.Redis = sentinel.master_for(target.service, redis_class=aredis.Redis, **login, **options)
     return client
 
 
@@ -163,7 +182,8 @@ def _sentinel_login(target: SentinelTarget, settings: Settings) -> dict[str, Any
 
 
 def _node_login(target: SentinelTarget) -> dict[str, Any]:
-    return {"db": target.db, "username": target.username, "password": target.password, "ssl": target.ssl}
+    return {"db": target.db, "username": target.username, "password": target.password,
+            "connection_class": FollowingSSLConnection if target.ssl else FollowingConnection}
 
 
 def check(connection: redis.Redis) -> str:

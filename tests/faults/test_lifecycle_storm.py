@@ -45,7 +45,7 @@ REFUSALS = [
 
 def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], refused: Counter[str],
                  lock: threading.Lock) -> None:
-    def record(action: str, status: int | str, error: str | None) -> None:
+    def record(action: str, status: int | str, error: str | None, _sent_at: float) -> None:
         with lock:
             results[f"{action}:{status}"] += 1
             if error is not None and not any(re.fullmatch(p, error) for p in REFUSALS):

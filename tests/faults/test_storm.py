@@ -11,13 +11,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from huggingface_hub import scan_cache_dir
 
 from app.core.controller import Controller
 from app.core.settings import Settings
 from tests.hubserver import HubServer
-from tests.support.storms import click_loop, replicas_equal_redis, settle, ui_stack
-from tests.support.waiting import wait_snapshot
+from tests.support.storms import click_loop, disk_and_snapshot_equal_redis, replicas_equal_redis, settle, ui_stack
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +44,7 @@ def _is_refusal(action: str, message: str) -> bool:
 
 def _client_loop(url: str, seed: int, deadline: float, results: Counter[str], refused: Counter[tuple[str, str]],
                  lock: threading.Lock) -> None:
-    def record(action: str, status: int | str, error: str | None) -> None:
+    def record(action: str, status: int | str, error: str | None, _sent_at: float) -> None:
         with lock:
             results[f"{action}:{status}"] += 1
             if error is not None:
@@ -91,18 +89,7 @@ def test_storm_loses_nothing(storm_stack, settings_env: Settings, hub: HubServer
 
     settle(truth)
     replicas_equal_redis(uis, truth)
-    redis_models = truth.fetch_models()
-
-    finished = {m["name"]: m["status"] for m in redis_models}
-    # the JSON matches every final state (its last write may land just after the last event)
-    wait_snapshot(settings_env.resolved_state_file,
-                  lambda doc: {n: m["status"] for n, m in doc["models"].items()} == finished)
-
-    on_disk = {(repo.repo_id, rev.commit_hash) for repo in scan_cache_dir(settings_env.resolved_models_dir).repos
-               for rev in repo.revisions}
-    ready = {(m["repo_id"], m["commit"]) for m in redis_models if m["status"] == "ready"}
-    assert on_disk == ready
-    assert not list(settings_env.resolved_models_dir.rglob("*.incomplete"))
+    redis_models = disk_and_snapshot_equal_redis(truth, settings_env)
     assert max(hub.max_concurrent_gets.values(), default=0) <= 1  # no file downloaded twice at once
     statuses = Counter(m["status"] for m in redis_models)
     print(f"storm: {sum(results.values())} requests {dict(results)}; final {dict(statuses)}; "

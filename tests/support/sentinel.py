@@ -118,7 +118,10 @@ class SentinelCluster:
         ports = _ports(1 + replicas + SENTINELS)
         self.nodes = [RedisServer(directory / f"node{i}", port=port, password=password, masterauth=password,
                                   min_replicas_to_write=min_replicas_to_write,
-                                  extra_args=["--logfile", str(directory / f"node{i}" / "redis.log")])
+                                  # deploy/redis/node.conf's fsync: "always" stalls a busy primary past
+                                  # down-after-milliseconds, and the sentinels fail it over for nothing
+                                  extra_args=["--logfile", str(directory / f"node{i}" / "redis.log"),
+                                              "--appendfsync", "everysec"])
                       for i, port in enumerate(ports[:1 + replicas])]
         self.sentinels = [SentinelProcess(directory / f"sentinel{i}", port, password=sentinel_password)
                           for i, port in enumerate(ports[1 + replicas:])]

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from huggingface_hub import scan_cache_dir
 
 from app.core.controller import Controller
-from tests.support.waiting import wait_until
+from app.core.records import RecordView
+from app.core.settings import Settings
+from tests.support.waiting import wait_snapshot, wait_until
 from tests.ui.servers import Balancer, UiWorkerProcess
 
 TRANSIENT = {"queued", "downloading", "removing"}
@@ -50,9 +53,9 @@ def call(client: httpx.Client, url: str, name: str, *args: object) -> tuple[int,
 
 
 def click_loop(url: str, seed: int, deadline: float, *, repos: Sequence[str], actions: Mapping[str, int],
-               pause: tuple[float, float], record: Callable[[str, int | str, str | None], None]) -> None:
+               pause: tuple[float, float], record: Callable[[str, int | str, str | None, float], None]) -> None:
     """One client of a storm until ``deadline``: a random action (by weight) on a random repo, ``record``ed with
-    its status (or the transport error's name) and a 500's message, then a user's pause between clicks."""
+    its status (or the transport error's name), a 500's message and when it was sent, then a user's pause."""
     rng = random.Random(seed)
     names, weights = list(actions), list(actions.values())
     with httpx.Client() as client:
@@ -62,11 +65,12 @@ def click_loop(url: str, seed: int, deadline: float, *, repos: Sequence[str], ac
             args: list[object] = [repo, None, None, None] if action == "download_model" else [repo]
             error = None
             status: int | str
+            sent_at = time.monotonic()
             try:
                 status, error = call(client, url, action, *args)
             except httpx.HTTPError as e:
                 status = type(e).__name__
-            record(action, status, error)
+            record(action, status, error, sent_at)
             time.sleep(rng.uniform(*pause))  # the load pattern, not a wait
 
 
@@ -88,6 +92,21 @@ def settle(truth: Controller, timeout: float = 90) -> None:
         stuck = [(m["name"], m["status"], truth.jobs.status(m["job_id"] or ""))
                  for m in truth.fetch_models() if m["status"] in TRANSIENT]
         raise AssertionError(f"still transient: {stuck}") from None
+
+
+def disk_and_snapshot_equal_redis(truth: Controller, settings: Settings) -> list[RecordView]:
+    """After :func:`settle`: the JSON snapshot holds Redis's statuses, the revisions on disk are the ready ones, and
+    no partial file is left. Returns Redis's records."""
+    models = truth.fetch_models()
+    finished = {m["name"]: m["status"] for m in models}
+    # the JSON matches every final state (its last write may land just after the last event)
+    wait_snapshot(settings.resolved_state_file,
+                  lambda doc: {n: m["status"] for n, m in doc["models"].items()} == finished)
+    on_disk = {(repo.repo_id, rev.commit_hash) for repo in scan_cache_dir(settings.resolved_models_dir).repos
+               for rev in repo.revisions}
+    assert on_disk == {(m["repo_id"], m["commit"]) for m in models if m["status"] == "ready"}
+    assert not list(settings.resolved_models_dir.rglob("*.incomplete"))
+    return models
 
 
 def replicas_equal_redis(uis: list[UiWorkerProcess], truth: Controller) -> None:

@@ -71,6 +71,8 @@ def test_a_sentinel_client_is_named_by_its_service_without_a_password(tmp_path) 
     (redis.ResponseError("Command # 1 (EVALSHA 1f46 6 modeldepot:version) of pipeline caused error: Error running "
                          "script (call to f_1f46): @user_script:5: @user_script: 5: -NOREPLICAS Not enough good "
                          "replicas to write."), True),
+    (redis.ResponseError("Command # 1 (HSET rq:job:md-dl-de49 status JobStatus.CANCELED) of pipeline caused error: "
+                         "NOREPLICAS Not enough good replicas to write."), True),
     (redis.ResponseError("ERR value is not an integer (READONLY_FLAG)"), False),
     (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
     (redis.AuthenticationError("invalid password"), False),  # a ConnectionError to redis-py, but no blip
