@@ -21,14 +21,14 @@ Figures, per failover:
   after promotion      first write - promotion: our own cost (the goal: <= 3 s)
   in sync              kill -> both UIs' ``/readyz`` answer 200, name the new primary, and carry a ``version`` >=
                        that of every 202 answered (by either UI) before the call was sent, the first writes of
-                       both UIs after the kill included; shown from the promotion
+                       both UIs after the kill included; shown from the promotion (the goal: <= 3 s too)
   non-202              answers other than 202 (or no answer) during the failover: 0 when writes wait through it
 The notes add when the new primary first accepts a plain ``SET`` (its replica attached, so ``min-replicas-to-write``
 lets it write): the earliest any client could write.
 
     python bench/bench_failover.py [--quick] [--failovers N]
 
-Exits 1 when the goal is missed or a write got another answer than 202; the temp dir (process logs) is then kept
+Exits 1 when a goal is missed or a write got another answer than 202; the temp dir (process logs) is then kept
 and its path printed.
 """
 
@@ -370,7 +370,7 @@ def _figures(r: Failover) -> list[float]:
 
 
 def report(title: str, results: Sequence[Failover]) -> bool:
-    """Print the table and the notes; True when the goal is met and every write got a 202.
+    """Print the table and the notes; True when both goals are met and every write got a 202.
 
     The summary rows take the median and the max of each column (the ratio's too, not a ratio of them).
     """
@@ -378,12 +378,19 @@ def report(title: str, results: Sequence[Failover]) -> bool:
     lines = [HEAD, *(_cells(str(n), _figures(r)) for n, r in enumerate(results, 1)),
              _cells("**median**", [median(c) for c in columns]), _cells("**max**", [max(c) for c in columns])]
     worst = max(r.after_promotion for r in results)
+    worst_sync = max(r.in_sync_after_promotion for r in results)
     errors = sum(len(r.non_202) for r in results)
     print_rows(title, lines, notes(results))
-    print(f"\ngoal: first write ≤ {GOAL_S:.0f} s after promotion: {'met' if worst <= GOAL_S else 'missed'} "
-          f"(max {worst:.2f} s); non-202 answers: {errors}")
+    print(f"\ngoal: first write ≤ {GOAL_S:.0f} s after promotion: {_met(worst)} (max {worst:.2f} s)")
+    print(f"goal: every UI replica in sync ≤ {GOAL_S:.0f} s after promotion: {_met(worst_sync)} "
+          f"(max {worst_sync:.2f} s)")
+    print(f"non-202 answers: {errors}")
     sys.stdout.flush()
-    return worst <= GOAL_S and errors == 0
+    return worst <= GOAL_S and worst_sync <= GOAL_S and errors == 0
+
+
+def _met(seconds: float) -> str:
+    return "met" if seconds <= GOAL_S else "missed"
 
 
 def print_rows(title: str, lines: Sequence[Sequence[str]], notes: Sequence[str]) -> None:
