@@ -149,6 +149,8 @@ def test_two_primary_kills_mid_storm_lose_nothing(ha_settings: Settings, cluster
             assert all(m["status"] in FINAL for m in models.values())
             assert all(m["error"] for m in models.values() if m["status"] == "failed"), models
             logs = truth.get_logs()
+            died = [line for line in logs if "died" in line]
+            assert not died, f"the watchdog took a switch for dead downloads: {died}"  # no worker died here
             for name, seen in storm.seen_final.items():  # nothing a client saw finished went back in time
                 now = models.get(name)
                 if now is None:

@@ -4,15 +4,22 @@ failover lost coming back from controller_state.json."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.core import status
+from app.core.connection import connect_async
 from app.core.controller import Controller
 from app.core.keys import Keys
 from app.core.seeding import seed_configured
@@ -88,6 +95,27 @@ def test_a_controller_writes_through_a_sentinel_failover_and_its_replica_follows
         named = wait_until(lambda: (r := replication()) and r.online and r, 10, "the report to name a replica")
         assert named.primary == f"127.0.0.1:{new.port}" and named.via == "sentinel service 'depot'", named
         assert [r.address for r in named.online] == [f"127.0.0.1:{old.port}"], named
+
+
+def test_the_cli_and_the_event_stream_go_through_the_sentinels(
+        settings_env: Settings, cluster: SentinelCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _use(cluster.url, monkeypatch)
+    report = subprocess.run([sys.executable, "-m", "app.cli", "status", "--json"], capture_output=True, text=True,
+                            timeout=60, env=dict(os.environ))
+    replication = json.loads(report.stdout)["replication"]
+    assert replication["primary"] == f"127.0.0.1:{cluster.primary().port}", report.stdout
+    assert [r["state"] for r in replication["replicas"]] == ["online"], replication
+
+    async def read_stream() -> list[Any]:
+        client = connect_async(settings, socket_connect_timeout=5)
+        try:
+            await client.xadd("t:stream", {"event": "x"})
+            return list(await client.xrange("t:stream"))
+        finally:
+            await client.aclose()
+
+    assert len(asyncio.run(read_stream())) == 1
+    assert cluster.client().xlen("t:stream") == 1  # it wrote to the primary the sentinels name
 
 
 def _bring_back(cluster: SentinelCluster, old: RedisServer) -> None:
