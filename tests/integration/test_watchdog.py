@@ -58,3 +58,26 @@ def test_records_seeded_from_a_snapshot_are_watched(settings_env: Settings) -> N
     ready = ModelRecord(name="org/r", repo_id="org/r", status=Status.READY).to_dict()
     assert controller.store.seed(5, {"org/s": seeded, "org/r": ready}, [])
     assert set(controller.store.read_transient()) == {"org/s"}
+
+
+def test_after_a_restart_no_download_is_called_dead_for_one_heartbeat_ttl(redis_server: RedisServer,
+                                                                          settings_env: Settings) -> None:
+    """Another server answering (a failover, a restart) may hold heartbeats not yet refreshed: the watchdog waits one
+    TTL before it judges them, then acts as usual."""
+    controller = Controller(settings_env, listen=False)
+    restores: list[float] = []
+    dog = Watchdog(controller.store, JobQueue(controller.redis, settings_env), settings_env, interval=0.1,
+                   on_new_server=lambda: restores.append(time.monotonic()))
+    dog.start()
+    try:
+        wait_until(lambda: not dog.steady, 10, "the watchdog's first turn (it starts judging one TTL later)")
+        wait_until(lambda: dog.steady, 10, "the watchdog to trust the first server")
+        redis_server.restart()  # another run id: what a promoted replica looks like
+        _dead_download(controller, "org/d")
+        wait_until(lambda: restores, 10, "the watchdog to see another server")
+        seen_at = restores[0]
+        revived = wait_until(lambda: controller.store.get("org/d").status is Status.QUEUED and time.monotonic(),
+                             settings_env.heartbeat_ttl + 10, "the watchdog to act after the grace")
+        assert revived - seen_at >= settings_env.heartbeat_ttl
+    finally:
+        dog.stop()
