@@ -11,7 +11,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from tests.redis_server import RedisServer
-from tests.support.sentinel import SentinelCluster
+from tests.support.sentinel import SentinelCluster, refuses_writes
 from tests.support.waiting import wait_until
 
 PASSWORD = "data-Pa55"
@@ -59,7 +59,7 @@ def test_the_cluster_forms_replicates_and_stop_kills_every_process(tmp_path: Pat
         # min-replicas-to-write 1 (the default): a primary without a replica refuses writes, until one rejoins.
         replica.kill()
         with cluster.client() as c:
-            wait_until(lambda: _refused(c), 5, "the primary to refuse writes without a replica")
+            wait_until(lambda: refuses_writes(c), 5, "the primary to refuse writes without a replica")
         cluster.restart(replica)
         with cluster.client() as c:
             assert c.set("greeting", "again")
@@ -68,13 +68,6 @@ def test_the_cluster_forms_replicates_and_stop_kills_every_process(tmp_path: Pat
     cluster.stop()
     assert not [pid for pid in pids if psutil.pid_exists(pid)]
 
-
-def _refused(client: redis.Redis) -> bool:
-    try:
-        client.set("probe", "1")
-    except redis.ResponseError as e:
-        return str(e).startswith("NOREPLICAS")
-    return False
 
 
 def test_a_failover_and_back_with_the_sentinel_client_writing_throughout(tmp_path: Path) -> None:
@@ -111,6 +104,6 @@ def test_a_promoted_lone_replica_refuses_writes_until_the_old_primary_rejoins(tm
         old, new, seconds = _promote(cluster)
         assert seconds < 10, f"the promotion took {seconds:.1f}s"
         with new.client() as c:
-            assert _refused(c)
+            assert refuses_writes(c)
             cluster.restart(old)
             assert c.set("written", "after the old primary rejoined")

@@ -29,8 +29,6 @@ class ReplicaWait:
     def __init__(self, connection: redis.Redis, *, wait_ms: int) -> None:
         self.redis = connection
         self.wait_ms = wait_ms
-        self.unconfirmed = 0
-        """Writes no replica confirmed within ``wait_ms`` (they stand on the primary alone until it syncs)."""
         self._replicas = 0
         self._checked_at = -RECHECK_S
         self._lock = threading.Lock()
@@ -71,7 +69,6 @@ class ReplicaWait:
             pipe.wait(1, self.wait_ms)
         replies: list[Any] = pipe.execute()
         if waiting and int(replies.pop()) < 1:
-            self.unconfirmed += 1
             log.warning("no replica confirmed a write within %d ms; it stands on the primary alone until one "
                         "syncs (a failover now could lose it; controller_state.json and the disk would restore "
                         "it)", self.wait_ms)

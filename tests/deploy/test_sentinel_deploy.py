@@ -20,7 +20,9 @@ import redis
 import yaml
 
 from app.core.embedded import redis_server_binary
+from tests.deploy.kustomize import render
 from tests.redis_server import free_port
+from tests.support.sentinel import refuses_writes
 from tests.support.waiting import wait_until
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -202,12 +204,7 @@ def test_kubernetes_overlay_references_resolve() -> None:
 
 
 def test_kubernetes_overlay_renders() -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
-    result = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout)}
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render(OVERLAY)}
     assert ("StatefulSet", "modeldepot-redis") not in docs and ("Service", "modeldepot-redis") not in docs
     assert all(doc["metadata"].get("namespace") == "modeldepot" for (kind, _), doc in docs.items()
                if kind != "Namespace")
@@ -219,7 +216,7 @@ def test_kubernetes_overlay_renders() -> None:
         assert {"name": "files", "configMap": {"name": files["metadata"]["name"]}} in volumes
     url = docs[("Secret", "modeldepot-secrets")]["stringData"]["MODELDEPOT_REDIS_URL"]
     assert url.startswith("redis+sentinel://") and url.endswith("/modeldepot/0")
-    assert "registry.example.com/modeldepot:0.1.0" in result.stdout
+    assert "registry.example.com/modeldepot:0.1.0" in yaml.safe_dump_all(list(docs.values()))
 
 
 # --- the real thing: two data nodes and three sentinels from the deploy's files --------------------------------
@@ -379,19 +376,12 @@ def test_the_primary_refuses_writes_without_its_replica(cluster: Cluster) -> Non
         "min-replicas-to-write": "1", "min-replicas-max-lag": "10"}
     cluster.stop("b")
     try:
-        wait_until(lambda: refused(primary), 5, "the primary to refuse writes")
+        wait_until(lambda: refuses_writes(primary), 5, "the primary to refuse writes")
         assert primary.get("greeting") == "hello"  # reads go on
     finally:
         cluster.start_node("b", replicaof=f"127.0.0.1 {cluster.ports['a']}")
         cluster.wait_formed()
 
-
-def refused(client: redis.Redis) -> bool:
-    try:
-        client.set("probe", "while alone")
-    except redis.ResponseError as e:
-        return str(e).startswith("NOREPLICAS")
-    return False
 
 
 # --- start-node.sh against the running sentinels --------------------------------------------------------------

@@ -24,7 +24,7 @@ from redis.retry import Retry
 from app.core.embedded import redis_server_binary
 from tests.redis_server import RedisServer, free_port
 
-__all__ = ["SentinelCluster", "SentinelProcess", "free_port"]
+__all__ = ["SentinelCluster", "SentinelProcess", "free_port", "refuses_writes"]
 
 HOST = "127.0.0.1"
 POLL = 0.02
@@ -55,6 +55,15 @@ def _wait(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last!r}); "
                                "each process logs to the log file in its directory")
         time.sleep(POLL)
+
+
+def refuses_writes(client: redis.Redis) -> bool:
+    """True when the node answers a write with ``NOREPLICAS`` (``min-replicas-to-write`` not met)."""
+    try:
+        client.set("probe", "1")
+    except redis.ResponseError as e:
+        return str(e).startswith("NOREPLICAS")
+    return False
 
 
 def _ports(count: int) -> list[int]:
