@@ -70,8 +70,13 @@ def ratio(a: float, b: float, *, digits: int = 2) -> str:
 def print_table(title: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> None:
     """A Markdown table (so it pastes into docs/benchmarks.md as is)."""
     head = ("metric", "figure", "baseline (same run)", "ratio", "goal", "met")
-    lines = [head, *((r.metric, r.figure, r.baseline, r.ratio, r.goal, _met(r.met)) for r in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print_lines(title, [head, *((r.metric, r.figure, r.baseline, r.ratio, r.goal, _met(r.met)) for r in rows)],
+                notes)
+
+
+def print_lines(title: str, lines: Sequence[Sequence[str]], notes: Sequence[str] = ()) -> None:
+    """A Markdown table of any columns (the first line is the head), under the machine, tree, time and load."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     print(f"\n### {title}\n")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(

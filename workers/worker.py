@@ -58,8 +58,9 @@ def run_worker(kinds: Sequence[str] = QUEUE_KINDS, *, burst: bool = False, name:
 
 def _asked_to_stop(worker: Worker) -> bool:
     """RQ's loop also ends, returning normally, on any error it does not expect (a Redis reply during a failover):
-    only a stop asked for by a signal or a command ends the worker. RQ keeps that flag private."""
-    return bool(getattr(worker, "_stop_requested", True))
+    only a stop asked for by a signal or RQ's shutdown command ends the worker. RQ keeps the date of that request
+    private; a missing attribute (another RQ) counts as asked, so a worker never outlives its stop."""
+    return getattr(worker, "_shutdown_requested_date", True) is not None
 
 
 def _restore(ctx: WorkerContext) -> None:

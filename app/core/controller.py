@@ -21,7 +21,7 @@ import redis
 
 from app.core import eviction, snapshot, volume
 from app.core.connection import BRIEF_S, connect
-from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError
+from app.core.errors import ConflictError, InvalidInputError, NotFoundError, StateFileError, StateUnavailableError
 from app.core.jobqueue import JobQueue, new_job_id
 from app.core.keys import Keys
 from app.core.quota import Limits, RoomPlan, Victim, eviction_order, plan_prune
@@ -542,10 +542,10 @@ class Controller:
     def _enqueue_download(self, name: str, job_id: str) -> None:
         try:
             self.jobs.enqueue_download(name, job_id)
-        except Exception:
-            # The watchdog re-enqueues a queued record whose job is missing, so nothing is lost here.
-            log.exception("could not enqueue %s; the watchdog will retry", name)
-            raise
+        except (redis.RedisError, StateUnavailableError) as e:
+            # The record is queued: the watchdog enqueues a queued record whose job is missing, so the request
+            # stands, and saying "nothing was changed" would be wrong.
+            log.warning("could not enqueue %s (%s); the watchdog queues it again", name, type(e).__name__)
 
     def _update(self, name: str, mutate: Mutation) -> Change | None:
         """``Store.update``, applied to this replica at once."""

@@ -128,6 +128,7 @@ class Listener(threading.Thread):
     """Longest one read of the subscription blocks: how long :meth:`stop` may wait for the thread to see its flag
     (a Ctrl-C'd command joins the listener before it exits). The read returns at once when an event comes."""
     version_check_interval = 2.0
+    min_backoff = 0.1
     max_backoff = 5.0
 
     def __init__(self, store: Store, replica: Replica, *, on_lost: Callable[[], None] | None = None) -> None:
@@ -140,6 +141,7 @@ class Listener(threading.Thread):
         self._stop_event = threading.Event()
         self._last_check = 0.0
         self._pending: int | None = None
+        self._backoff = self.min_backoff
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -151,21 +153,21 @@ class Listener(threading.Thread):
         return self.connected.is_set() and (pending is None or self.replica.version >= pending)
 
     def run(self) -> None:
-        backoff = 0.1
         while not self._stop_event.is_set():
             try:
                 self._listen()
-                backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError, StateUnavailableError, OSError) as e:
                 self.connected.clear()
-                log.warning("event listener lost Redis (%s); retrying in %.1fs", type(e).__name__, backoff)
-                self._stop_event.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                log.warning("event listener lost Redis (%s); retrying in %.1fs", type(e).__name__, self._backoff)
+                self._wait_before_retry()
             except Exception:
                 self.connected.clear()
                 log.exception("event listener failed; restarting it")
-                self._stop_event.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                self._wait_before_retry()
+
+    def _wait_before_retry(self) -> None:
+        self._stop_event.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, self.max_backoff)
 
     def _listen(self) -> None:
         pubsub = self.store.subscribe_events()
@@ -183,6 +185,7 @@ class Listener(threading.Thread):
         if message["type"] == "subscribe":
             self.resync()  # a fresh (or re-made) subscription may have missed anything before it
             self.connected.set()
+            self._backoff = self.min_backoff  # back in: the next outage (another failover) starts short again
             return
         if message["type"] != "message":
             return

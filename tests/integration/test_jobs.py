@@ -174,3 +174,14 @@ def test_adopts_models_already_on_disk(hub: HubServer, start_worker, controller:
     start_worker()
     record = wait_status(controller, "org/outside", {"ready"}, timeout=20)
     assert record["commit"] == commit and record["requested_by"] == "found on disk"
+
+
+def test_an_idle_worker_stops_at_once_on_sigterm(start_worker, controller: Controller) -> None:
+    """The worker starts RQ's loop again when it quits on an error, but never after a stop was asked for."""
+    worker = start_worker()
+    worker.wait_alive(controller.redis)
+    asked = time.monotonic()
+    worker.proc.terminate()
+    worker.proc.wait(timeout=10)
+    assert time.monotonic() - asked < 5
+    assert "starting the worker again" not in worker.log_path.read_text()
