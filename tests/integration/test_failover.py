@@ -94,9 +94,11 @@ def test_a_controller_writes_through_a_sentinel_failover_and_its_replica_follows
             # Sentinel may fail a healthy new primary over again (down-after is 1 s here): compare with what it says now
             primary = cluster.primary()
             report = replication()
-            return report if report and report.primary == f"127.0.0.1:{primary.port}" and [
-                r.address for r in report.online] == [f"127.0.0.1:{n.port}" for n in cluster.nodes if n is not primary]
-            else None
+            replicas = [f"127.0.0.1:{n.port}" for n in cluster.nodes if n is not primary]
+            if report and report.primary == f"127.0.0.1:{primary.port}" and [
+                    r.address for r in report.online] == replicas:
+                return report
+            return None
 
         named = wait_until(names_the_cluster, 10, "the report to name the primary and its online replica")
         assert named.via == "sentinel service 'depot'", named
