@@ -7,7 +7,9 @@ the command line never import the workers' code (the layers in pyproject.toml's 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import sys
 
 from app.core.errors import ModelDepotError
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not kinds:
         parser.error(f"unknown queue {', '.join(unknown) or '(none)'}; use downloads, maintenance or both")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: a stuck worker's stacks, in its log
     try:
         run_worker(kinds, burst=args.burst, name=args.name)
     except ModelDepotError as e:

@@ -10,7 +10,7 @@ import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from app.core.connection import check, connect
+from app.core.connection import connect_checked
 from app.core.errors import StateUnavailableError
 from app.core.seeding import restore_from_snapshot
 from app.core.settings import get_settings
@@ -32,8 +32,7 @@ PRELOADED = (jobs.download_job, hooks.on_download_success)
 def build_worker(kinds: Sequence[str] = QUEUE_KINDS, *, name: str | None = None) -> Worker:
     """An RQ worker listening on the given Model Depot queues (maintenance first: removals are quick)."""
     settings = get_settings()
-    connection = connect(settings)
-    check(connection)
+    connection = connect_checked(settings)  # a Redis that is not there is logged at once, then waited for
     ctx = WorkerContext.for_connection(connection)
     names = {"maintenance": ctx.keys.remove_queue, "downloads": ctx.keys.download_queue}
     queues = [Queue(names[k], connection=connection, serializer=JSONSerializer) for k in kinds]

@@ -73,14 +73,9 @@ def connect_checked(settings: Settings) -> redis.Redis:
         ConfigError: no Redis URL, or Redis refused the password.
         StateUnavailableError: Redis does not answer.
     """
-    from app.core.connection import BRIEF_S, check, connect
+    from app.core import connection
 
-    probe = connect(settings, patience_s=BRIEF_S)  # a Redis that is not there is said at once, not in 30 s
-    try:
-        check(probe)
-    finally:
-        probe.close()
-    return connect(settings)
+    return connection.connect_checked(settings)
 
 
 @contextlib.contextmanager

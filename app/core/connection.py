@@ -133,6 +133,22 @@ def connect(settings: Settings | None = None, *, url: str | None = None,
     return client
 
 
+def connect_checked(settings: Settings) -> redis.Redis:
+    """:func:`connect`, once a brief ping answered: a Redis that is not there is said at once, not after the
+    patience of a write.
+
+    Raises:
+        ConfigError: no URL, a bad Sentinel URL, or Redis refused the password.
+        StateUnavailableError: Redis does not answer.
+    """
+    probe = connect(settings, patience_s=BRIEF_S)
+    try:
+        check(probe)
+    finally:
+        probe.close()
+    return connect(settings)
+
+
 def connect_async(settings: Settings, **options: Any) -> aredis.Redis:
     """An asyncio client for the configured Redis (the API's event stream), following a Sentinel's primary too.
 

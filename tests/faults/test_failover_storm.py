@@ -144,7 +144,11 @@ def test_two_primary_kills_mid_storm_lose_nothing(ha_settings: Settings, cluster
             assert max(answered - sent for sent, answered, _ in storm.reads) < 5  # reads never waited on Redis
 
             truth = Controller(ha_settings, listen=False)
-            settle(truth, timeout=120)
+            try:
+                settle(truth, timeout=120)
+            except AssertionError as e:
+                stacks = "\n".join(f"--- {w.log_path.name}:\n{w.stacks()}" for w in workers)
+                raise AssertionError(f"{e}\nthe workers' stacks:\n{stacks}") from None
             models = {m["name"]: m for m in truth.fetch_models()}
             assert all(m["status"] in FINAL for m in models.values())
             assert all(m["error"] for m in models.values() if m["status"] == "failed"), models

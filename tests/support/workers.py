@@ -65,6 +65,18 @@ class WorkerProcess:
                 os.kill(pid, signal.SIGKILL)
         return bool(pids)
 
+    def stacks(self) -> str:
+        """Every thread's stack of the worker and its work-horse (SIGUSR1, see workers/__main__.py), as the log shows
+        them: what a test prints when a worker seems stuck."""
+        start = self.log_path.stat().st_size
+        for pid in [self.proc.pid, *self.horse_pids()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        with open(self.log_path, "rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
     def kill_all(self) -> None:
         """SIGKILL the worker and its work-horse."""
         with contextlib.suppress(psutil.NoSuchProcess):
