@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import redis
 
 from app.core import snapshot
-from app.core.errors import ModelDepotError, StateUnavailableError
+from app.core.errors import ModelDepotError
 from app.core.jobqueue import JobQueue
 from app.core.keys import Keys
 from app.core.records import ModelRecord, Status
@@ -24,24 +21,7 @@ from workers.download import cache
 
 log = logging.getLogger(__name__)
 
-_REDIS_PATIENCE_S = 30.0
 _RESUMABLE = frozenset({Status.QUEUED, Status.DOWNLOADING, Status.PAUSED, Status.FAILED})
-T = TypeVar("T")
-
-
-def _retrying(call: Callable[[], T]) -> T:
-    """Run ``call``, retrying while Redis is unreachable, for up to ``_REDIS_PATIENCE_S`` seconds."""
-    deadline = time.monotonic() + _REDIS_PATIENCE_S
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except StateUnavailableError:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("Redis unreachable; retrying in %.1fs", delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 @dataclass
@@ -62,13 +42,14 @@ class WorkerContext:
 
     def update(self, name: str, mutate: Mutation, *, kind: str = "model",
                tally: Tally | None = None) -> Change | None:
-        """``Store.update``, waiting out a Redis restart: an ending must reach the state, not be dropped."""
-        return _retrying(lambda: self.store.update(name, mutate, kind=kind, tally=tally))
+        """``Store.update``; its client waits out a Redis restart or failover (``MODELDEPOT_REDIS_RETRY_S``), so an
+        ending reaches the state rather than being dropped."""
+        return self.store.update(name, mutate, kind=kind, tally=tally)
 
     def persist(self) -> None:
         """Snapshot to controller_state.json and Redis; a failure is logged, never fatal to the job."""
         try:
-            _retrying(lambda: snapshot.persist(self.store, self.state_file))
+            snapshot.persist(self.store, self.state_file)
         except ModelDepotError:
             log.exception("could not persist the snapshot")
 
