@@ -21,6 +21,7 @@ import redis
 from redis.client import Pipeline
 from redis.lock import Lock
 
+from app.core.connection import retryable
 from app.core.durability import ReplicaWait
 from app.core.errors import ConflictError, StateUnavailableError
 from app.core.keys import Keys
@@ -492,13 +493,15 @@ def _text(value: str | bytes) -> str:
 
 
 class redis_errors:
-    """Turn redis-py connection errors into StateUnavailableError where they enter."""
+    """Turn redis-py connection errors into StateUnavailableError where they enter, and so the replies of a node
+    whose role is changing that outlasted the client's retries (``NOREPLICAS``, ``READONLY``...)."""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError) or (
+                isinstance(exc, redis.ResponseError) and retryable(exc)):
             raise StateUnavailableError(
                 "Redis (the shared state) is unreachable; nothing was changed. Try again in a moment, "
                 "or check that redis-server is running."

@@ -105,3 +105,13 @@ def test_an_error_no_attempt_can_get_past_is_raised_at_once() -> None:
     with pytest.raises(redis.ResponseError):
         PatientRetry(5.0).call_with_retry(wrong_type, lambda error: None)
     assert calls == [1]
+
+
+def test_a_role_reply_that_outlasted_the_retries_is_reported_as_unreachable() -> None:
+    from app.core.errors import StateUnavailableError
+    from app.core.store import redis_errors
+
+    with pytest.raises(StateUnavailableError, match="unreachable; nothing was changed"), redis_errors():
+        raise redis.ResponseError("NOREPLICAS Not enough good replicas to write.")
+    with pytest.raises(redis.ResponseError), redis_errors():
+        raise redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
