@@ -41,8 +41,8 @@ class ProgressReporter:
         self.pause_requested = False
         self._retry: RetryState | None = None
         self._samples: deque[tuple[float, int]] = deque()
-        # The first tick waits one interval too: written at once, it would have a single sample, so no speed and
-        # no ETA, and the page would show "— · ETA —" for a download that is moving.
+        # The first tick waits one interval too, and for a second sample: written with a single one, it would
+        # have no speed and no ETA, and the page would show "— · ETA —" for a download that is moving.
         self._last_write = time.monotonic()
         self.writes = 0
 
@@ -51,7 +51,7 @@ class ProgressReporter:
         self._sample(now, progress.bytes_done)
         final = progress.bytes_done >= progress.bytes_total and progress.files_done >= progress.files_total
         retry_changed = progress.retry != self._retry
-        if not final and not retry_changed and now - self._last_write < self.interval:
+        if not final and not retry_changed and (now - self._last_write < self.interval or len(self._samples) < 2):
             return
         self._last_write = now
         speed = self.speed()

@@ -43,6 +43,22 @@ def test_every_written_tick_of_a_moving_download_has_a_speed_and_an_eta() -> Non
     assert reporter.writes >= 2
 
 
+def test_a_first_tick_that_comes_late_waits_for_a_second_sample() -> None:
+    """A transfer that starts more than an interval after the reporter was made (a slow plan, a busy machine) used
+    to write its first tick with one sample: no speed, "— · ETA —" on the page."""
+    store = Store(fakeredis.FakeRedis(), Keys("t"), sender="test")
+    _downloading(store)
+    reporter = ProgressReporter(store, "org/m", "job", interval=0.05)
+    time.sleep(0.1)
+    reporter(Tick(500_000))
+    assert reporter.writes == 0
+    time.sleep(0.02)
+    reporter(Tick(600_000))
+    record = store.get("org/m")
+    assert record is not None and reporter.writes == 1
+    assert record.speed_bps > 0 and record.eta_s is not None, record
+
+
 def test_the_final_tick_is_written_at_once() -> None:
     store = Store(fakeredis.FakeRedis(), Keys("t"), sender="test")
     _downloading(store)
